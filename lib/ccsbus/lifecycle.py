@@ -1,0 +1,136 @@
+"""Start, run and stop one service: config, logging, bus, signals, exit codes.
+
+A service is an async function `run(ctx)` that returns when `ctx.stopping` is set. Everything that
+every service needs around it lives here, so services hold only their own logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from .broker import EmbeddedBroker
+from .bus import Bus
+from .config import EXIT_CONFIG_ERROR, ConfigError, StackConfig, load_config
+from .log import EventLog, get_logger, setup_logging
+
+S = TypeVar("S")
+
+SHUTDOWN_GRACE = 1.5  # seconds; the whole exit must stay within 2 s of SIGTERM
+
+
+@dataclass
+class ServiceContext(Generic[S]):
+    name: str
+    stack: StackConfig
+    settings: S
+    bus: Bus
+    log: EventLog
+    stopping: asyncio.Event
+
+    @property
+    def role(self) -> str:
+        return self.stack.role.value
+
+
+RunFn = Callable[[ServiceContext[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec(Generic[S]):
+    """What the CLI needs to know to run a service."""
+
+    name: str
+    settings: type[S]
+    run: Callable[[ServiceContext[S]], Awaitable[None]]
+    description: str = ""
+
+
+def build_parser(spec: ServiceSpec[Any]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"ccsbus run {spec.name}", description=spec.description)
+    parser.add_argument("-c", "--config", help="config file (default: $CCSBUS_CONFIG or config/ccsbus.yaml)")
+    parser.add_argument("--role", choices=["EVSE", "PEV", "LISTEN"], help="override the stack role")
+    parser.add_argument("--broker", help="broker URL (overrides broker.url; empty = embedded broker)")
+    parser.add_argument("--base-topic", help="override broker.base_topic")
+    return parser
+
+
+def load_for(spec: ServiceSpec[S], args: argparse.Namespace) -> tuple[StackConfig, S]:
+    stack = load_config(args.config)
+    if args.role:
+        stack = replace(stack, role=type(stack.role)(args.role))
+    if args.broker is not None or args.base_topic:
+        stack = replace(stack, broker=replace(
+            stack.broker,
+            url=stack.broker.url if args.broker is None else args.broker,
+            base_topic=args.base_topic or stack.broker.base_topic,
+        ))
+    return stack, stack.section(spec.name, spec.settings)
+
+
+async def serve(spec: ServiceSpec[S], stack: StackConfig, settings: S,
+                stopping: asyncio.Event | None = None) -> None:
+    """Run one service until `stopping` is set (or SIGTERM/SIGINT arrive when run from `main`)."""
+    log = get_logger(spec.name)
+    stopping = stopping or asyncio.Event()
+    embedded: EmbeddedBroker | None = None
+    broker_cfg = stack.broker
+    if not broker_cfg.url:
+        embedded = EmbeddedBroker(port=broker_cfg.embedded_port)
+        await embedded.start()
+        broker_cfg = replace(broker_cfg, url=embedded.url)
+    bus = Bus(spec.name, broker_cfg, stack.role.value, log=log)
+    ctx = ServiceContext(spec.name, stack, settings, bus, log, stopping)
+    await bus.start()
+    log.info("service started", role=stack.role.value, base=broker_cfg.base_topic)
+    task = asyncio.create_task(spec.run(ctx))
+    stop_wait = asyncio.create_task(stopping.wait())
+    try:
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # a service that returns by itself is done; errors propagate
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:
+        stop_wait.cancel()
+        await bus.close()
+        if embedded is not None:
+            await embedded.stop()
+        log.info("service stopped")
+
+
+def main(spec: ServiceSpec[Any], argv: list[str] | None = None) -> int:
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    try:
+        stack, settings = load_for(spec, args)
+    except ConfigError as exc:
+        setup_logging()
+        print(f"ccsbus {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    setup_logging(stack.log.level.value, stack.log.json)
+
+    async def runner() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await serve(spec, stack, settings, stopping)
+
+    try:
+        asyncio.run(runner())
+    except ConfigError as exc:
+        print(f"ccsbus {spec.name}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    return 0
