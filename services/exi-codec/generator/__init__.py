@@ -1,0 +1,1 @@
+"""Generator of the EXI grammar tables (run: python -m generator from services/exi-codec)."""

@@ -1,0 +1,330 @@
+/* Table-driven decoder: EXI bit stream -> flat event array. No heap, bounded everything. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ccsbus_exi.h"
+#include "exi_bits.h"
+#include "exi_schemas.h"
+
+const exi_schema *exi_schema_find(const char *id)
+{
+    if (!id)
+        return NULL;
+    if (strcmp(id, "din") == 0)
+        return &exi_schema_din;
+    if (strcmp(id, "iso2") == 0)
+        return &exi_schema_iso2;
+    if (strcmp(id, "apphand") == 0)
+        return &exi_schema_apphand;
+    return NULL;
+}
+
+const char *exi_status_name(int code)
+{
+    static const char *const n[] = {"ok", "truncated", "header", "event", "unsupported",
+                                    "value", "capacity", "depth", "json", "structure",
+                                    "output", "schema"};
+    if (code < 0 || code > EXI_E_SCHEMA)
+        return "unknown";
+    return n[code];
+}
+
+static int fail(exi_error *err, int code, size_t offset, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = code;
+        err->offset = (uint32_t)offset;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+typedef struct {
+    exi_reader r;
+    exi_doc *doc;
+    const exi_schema *s;
+    exi_error *err;
+    const char *where; /* name of the element being decoded, for messages */
+} dec;
+
+static int rd_uint(dec *d, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned shift = 0;
+    for (;;) {
+        uint32_t b;
+        if (exi_rd(&d->r, 8, &b))
+            return fail(d->err, EXI_E_TRUNCATED, d->r.pos, "truncated unsigned integer in %s",
+                        d->where);
+        if (shift == 63 && (b & 0x7fu) > 1u)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "unsigned integer over 64 bits in %s",
+                        d->where);
+        v |= (uint64_t)(b & 0x7fu) << shift;
+        if (!(b & 0x80u))
+            break;
+        shift += 7;
+        if (shift > 63)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "unsigned integer over 64 bits in %s",
+                        d->where);
+    }
+    *out = v;
+    return EXI_OK;
+}
+
+static int pool_put(dec *d, uint8_t byte)
+{
+    if (d->doc->pool_used >= EXI_MAX_POOL)
+        return fail(d->err, EXI_E_CAPACITY, d->r.pos, "value pool full (%u bytes) in %s",
+                    EXI_MAX_POOL, d->where);
+    d->doc->pool[d->doc->pool_used++] = byte;
+    return EXI_OK;
+}
+
+static int rd_value(dec *d, uint16_t dtype, exi_event *ev)
+{
+    const exi_dtype *t = &d->s->dtypes[dtype];
+    uint32_t b = 0;
+    uint64_t u;
+    int rc;
+    switch (t->kind) {
+    case EXI_T_BOOL:
+        if (exi_rd(&d->r, 1, &b))
+            goto trunc;
+        ev->v.i = b;
+        return EXI_OK;
+    case EXI_T_NBIT:
+        if (exi_rd(&d->r, t->nbits, &b))
+            goto trunc;
+        ev->v.i = t->min + (int64_t)b;
+        if (ev->v.i > t->max)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "value %lld above maximum %lld in %s",
+                        (long long)ev->v.i, (long long)t->max, d->where);
+        return EXI_OK;
+    case EXI_T_ENUM:
+        if (exi_rd(&d->r, t->nbits, &b))
+            goto trunc;
+        if (b >= t->enum_count)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "enumeration index %u of %u in %s",
+                        (unsigned)b, (unsigned)t->enum_count, d->where);
+        ev->v.i = b;
+        return EXI_OK;
+    case EXI_T_UINT:
+        if ((rc = rd_uint(d, &u)))
+            return rc;
+        ev->v.u = u;
+        return EXI_OK;
+    case EXI_T_INT:
+        if (exi_rd(&d->r, 1, &b))
+            goto trunc;
+        if ((rc = rd_uint(d, &u)))
+            return rc;
+        if (u > (uint64_t)INT64_MAX)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "integer out of 64-bit range in %s",
+                        d->where);
+        ev->v.i = b ? -(int64_t)u - 1 : (int64_t)u;
+        return EXI_OK;
+    case EXI_T_HEX:
+    case EXI_T_BASE64: {
+        uint64_t i;
+        if ((rc = rd_uint(d, &u)))
+            return rc;
+        if (u > (d->r.nbits - d->r.pos) / 8u)
+            goto trunc;
+        if (u > EXI_MAX_POOL - d->doc->pool_used)
+            return fail(d->err, EXI_E_CAPACITY, d->r.pos, "binary value of %llu bytes in %s",
+                        (unsigned long long)u, d->where);
+        ev->v.off = d->doc->pool_used;
+        ev->len = (uint32_t)u;
+        for (i = 0; i < u; i++) {
+            exi_rd(&d->r, 8, &b);
+            d->doc->pool[d->doc->pool_used++] = (uint8_t)b;
+        }
+        return EXI_OK;
+    }
+    case EXI_T_STRING: {
+        uint64_t i, n;
+        if ((rc = rd_uint(d, &u)))
+            return rc;
+        if (u < 2)
+            return fail(d->err, EXI_E_VALUE, d->r.pos,
+                        "string table hit in %s (the value table is empty)", d->where);
+        n = u - 2;
+        if (n > (d->r.nbits - d->r.pos) / 8u)
+            goto trunc;
+        ev->v.off = d->doc->pool_used;
+        for (i = 0; i < n; i++) {
+            uint64_t cp;
+            if ((rc = rd_uint(d, &cp)))
+                return rc;
+            if (cp > 0x10FFFFu || (cp >= 0xD800u && cp <= 0xDFFFu) || cp == 0)
+                return fail(d->err, EXI_E_VALUE, d->r.pos, "invalid code point %llu in %s",
+                            (unsigned long long)cp, d->where);
+            if (cp < 0x80u) {
+                rc = pool_put(d, (uint8_t)cp);
+            } else if (cp < 0x800u) {
+                rc = pool_put(d, (uint8_t)(0xC0u | (cp >> 6)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
+            } else if (cp < 0x10000u) {
+                rc = pool_put(d, (uint8_t)(0xE0u | (cp >> 12)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
+            } else {
+                rc = pool_put(d, (uint8_t)(0xF0u | (cp >> 18)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 12) & 0x3Fu)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu)));
+                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
+            }
+            if (rc)
+                return rc;
+        }
+        ev->len = d->doc->pool_used - ev->v.off;
+        return EXI_OK;
+    }
+    default:
+        return fail(d->err, EXI_E_UNSUPPORTED, d->r.pos, "datatype %u in %s", t->kind,
+                    d->where);
+    }
+trunc:
+    return fail(d->err, EXI_E_TRUNCATED, d->r.pos, "input ends inside a value of %s", d->where);
+}
+
+static exi_event *push_event(dec *d)
+{
+    if (d->doc->n_events >= EXI_MAX_EVENTS) {
+        fail(d->err, EXI_E_CAPACITY, d->r.pos, "more than %u events (in %s)", EXI_MAX_EVENTS,
+             d->where);
+        return NULL;
+    }
+    return &d->doc->ev[d->doc->n_events++];
+}
+
+int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *doc,
+               exi_error *err)
+{
+    dec d;
+    uint32_t code, header;
+    uint16_t state[EXI_MAX_DEPTH];
+    uint32_t se_at[EXI_MAX_DEPTH];
+    unsigned depth = 0;
+    exi_event *ev;
+    int rc;
+
+    if (err) {
+        err->code = EXI_OK;
+        err->offset = 0;
+        err->message[0] = 0;
+    }
+    if (!s)
+        return fail(err, EXI_E_SCHEMA, 0, "unknown schema");
+    if (len > (SIZE_MAX >> 4))
+        return fail(err, EXI_E_CAPACITY, 0, "input too large");
+    d.r.buf = data;
+    d.r.nbits = len * 8u;
+    d.r.pos = 0;
+    d.doc = doc;
+    d.s = s;
+    d.err = err;
+    d.where = "document";
+    doc->schema = s;
+    doc->n_events = 0;
+    doc->pool_used = 0;
+
+    if (exi_rd(&d.r, 8, &header))
+        return fail(err, EXI_E_TRUNCATED, 0, "empty input");
+    if (header != 0x80u)
+        return fail(err, EXI_E_HEADER, 0,
+                    "EXI header 0x%02X, expected 0x80 (no cookie, no options, version 1)",
+                    (unsigned)header);
+    if (exi_rd(&d.r, s->doc_bits, &code))
+        return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends before the root element");
+    if (code >= s->n_doc)
+        return fail(err, code == s->n_doc ? EXI_E_UNSUPPORTED : EXI_E_EVENT, d.r.pos,
+                    "root element code %u is not a declared %s element", (unsigned)code, s->id);
+    {
+        const exi_prod *p = &s->doc_prods[code];
+        ev = push_event(&d);
+        if (!ev)
+            return EXI_E_CAPACITY;
+        ev->kind = EXI_EV_SE;
+        ev->flags = 0;
+        ev->name = p->name;
+        ev->arg = p->arg;
+        ev->len = 0;
+        ev->v.i = 0;
+        state[0] = s->grammars[p->arg].init;
+        se_at[0] = 0;
+        depth = 1;
+        d.where = s->names[p->name];
+    }
+    while (depth) {
+        const exi_state *st = &s->states[state[depth - 1]];
+        const exi_prod *p;
+        if (exi_rd(&d.r, st->bits, &code))
+            return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends inside %s", d.where);
+        if (code >= st->n)
+            return fail(err, code == st->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, d.r.pos,
+                        code == st->n ? "second-level event (xsi:type, xsi:nil or undeclared "
+                                        "content) in %s"
+                                      : "event code out of range in %s",
+                        d.where);
+        p = &s->prods[st->first + code];
+        state[depth - 1] = p->next;
+        switch (p->kind) {
+        case EXI_P_SE:
+            if (depth >= EXI_MAX_DEPTH)
+                return fail(err, EXI_E_DEPTH, d.r.pos, "nesting deeper than %u at %s",
+                            EXI_MAX_DEPTH, s->names[p->name]);
+            ev = push_event(&d);
+            if (!ev)
+                return EXI_E_CAPACITY;
+            ev->kind = EXI_EV_SE;
+            ev->flags = p->flags;
+            ev->name = p->name;
+            ev->arg = p->arg;
+            ev->len = 0;
+            ev->v.i = 0;
+            se_at[depth] = doc->n_events - 1;
+            state[depth] = s->grammars[p->arg].init;
+            depth++;
+            d.where = s->names[p->name];
+            break;
+        case EXI_P_AT:
+        case EXI_P_CH:
+            ev = push_event(&d);
+            if (!ev)
+                return EXI_E_CAPACITY;
+            ev->kind = p->kind == EXI_P_AT ? EXI_EV_AT : EXI_EV_CH;
+            ev->flags = 0;
+            ev->name = p->name;
+            ev->arg = p->arg;
+            ev->len = 0;
+            ev->v.i = 0;
+            if ((rc = rd_value(&d, p->arg, ev)))
+                return rc;
+            break;
+        case EXI_P_EE:
+            ev = push_event(&d);
+            if (!ev)
+                return EXI_E_CAPACITY;
+            ev->kind = EXI_EV_EE;
+            ev->flags = 0;
+            ev->name = 0;
+            ev->arg = 0;
+            ev->len = 0;
+            ev->v.i = 0;
+            depth--;
+            doc->ev[se_at[depth]].len = doc->n_events - 1;
+            if (depth)
+                d.where = s->names[doc->ev[se_at[depth - 1]].name];
+            break;
+        default:
+            return fail(err, EXI_E_UNSUPPORTED, d.r.pos, "wildcard content in %s", d.where);
+        }
+    }
+    /* DocEnd has ED as its only production: zero bits. The rest is padding. */
+    return EXI_OK;
+}
