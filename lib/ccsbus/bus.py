@@ -138,6 +138,18 @@ class Bus:
         # paho queues the message while disconnected and sends it on reconnect
         self._client.publish(full, payload, qos=qos, retain=retain)
 
+    def clear(self, path: str) -> None:
+        """Remove a retained message: an empty retained payload (Home Assistant's "delete").
+
+        Same permission check as publish; the empty payload is also what a reconnect re-sends.
+        """
+        if not self.contract.may_publish(self.service, path, self.role):
+            raise PublishRefused(f"{self.service} ({self.role}) may not publish {path!r}")
+        topic = self.contract.find(path)
+        if not topic.retained:
+            raise PublishRefused(f"{path}: not a retained topic, nothing to clear")
+        self._send(self.contract.full_topic(path), b"", topic.qos, True)
+
     def publish_error(self, reason: str, topic: str | None = None, payload: bytes | None = None) -> None:
         """One JSON event on `<service>/error`; never raises (errors must not cascade)."""
         event: dict[str, Any] = {"service": self.service, "reason": reason, "time": time.time()}
