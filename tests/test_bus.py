@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-
 from ccsbus.bus import Bus, PublishRefused
 from ccsbus.config import BrokerConfig
 

@@ -8,6 +8,7 @@ the service published and sends it again after a reconnect, so a broker restart 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import os
@@ -175,10 +176,7 @@ class Bus:
             mqtt_filter = topic.mqtt_filter() if "{" in path else path
         else:
             mqtt_filter = path
-        if topic is not None and topic.absolute:
-            full = mqtt_filter
-        else:
-            full = f"{self.contract.base}/{mqtt_filter}"
+        full = mqtt_filter if topic is not None and topic.absolute else f"{self.contract.base}/{mqtt_filter}"
         self._subs.append(_Subscription(topic, full, handler, raw))
         if self._client.is_connected():
             self._client.subscribe(full, qos=1)
@@ -208,10 +206,8 @@ class Bus:
     def _from_thread(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # loop closed during shutdown
-                pass
 
     # ------------------------------------------------------------------ asyncio side
     def _set_connected(self, up: bool) -> None:
@@ -261,11 +257,11 @@ class Bus:
             return
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Future[None]) -> None:
-        self._tasks.discard(task)  # type: ignore[arg-type]
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             self.log.error("handler failed", error=repr(exc))

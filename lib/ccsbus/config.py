@@ -66,7 +66,8 @@ def setting(default: Any = dataclasses.MISSING, *, help: str = "", min: float | 
     if default is dataclasses.MISSING and "default_factory" not in kw:
         return field(metadata=meta, **kw)
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+        template: list[Any] | dict[Any, Any] = default
+        return field(default_factory=lambda: type(template)(template), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 

@@ -89,7 +89,7 @@ async def serve(spec: ServiceSpec[S], stack: StackConfig, settings: S,
     ctx = ServiceContext(spec.name, stack, settings, bus, log, stopping)
     await bus.start()
     log.info("service started", role=stack.role.value, base=broker_cfg.base_topic)
-    task = asyncio.create_task(spec.run(ctx))
+    task: asyncio.Task[None] = asyncio.ensure_future(spec.run(ctx))
     stop_wait = asyncio.create_task(stopping.wait())
     try:
         done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

@@ -127,7 +127,7 @@ class PcapWriter:
 
     def write(self, data: bytes, time: float) -> None:
         sec = int(time)
-        usec = int(round((time - sec) * 1e6))
+        usec = round((time - sec) * 1e6)
         if usec >= 1_000_000:
             sec, usec = sec + 1, usec - 1_000_000
         self._fh.write(struct.pack("<IIII", sec, usec, len(data), len(data)) + data)

@@ -172,7 +172,7 @@ class Probe:
         self.messages.put(item)
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, mid = self.client.subscribe(topic, qos)
+        result, _mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
