@@ -115,6 +115,9 @@ static int rd_value(dec *d, uint16_t dtype, exi_event *ev)
     case EXI_T_UINT:
         if ((rc = rd_uint(d, &u)))
             return rc;
+        if (t->max >= 0 && u > (uint64_t)t->max && t->max != INT64_MAX)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "value %llu above maximum %lld in %s",
+                        (unsigned long long)u, (long long)t->max, d->where);
         ev->v.u = u;
         return EXI_OK;
     case EXI_T_INT:
@@ -126,12 +129,18 @@ static int rd_value(dec *d, uint16_t dtype, exi_event *ev)
             return fail(d->err, EXI_E_VALUE, d->r.pos, "integer out of 64-bit range in %s",
                         d->where);
         ev->v.i = b ? -(int64_t)u - 1 : (int64_t)u;
+        if (ev->v.i < t->min || ev->v.i > t->max)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "value %lld outside [%lld, %lld] in %s",
+                        (long long)ev->v.i, (long long)t->min, (long long)t->max, d->where);
         return EXI_OK;
     case EXI_T_HEX:
     case EXI_T_BASE64: {
         uint64_t i;
         if ((rc = rd_uint(d, &u)))
             return rc;
+        if (t->max_len && u > t->max_len)
+            return fail(d->err, EXI_E_VALUE, d->r.pos, "%llu bytes in %s, at most %u allowed",
+                        (unsigned long long)u, d->where, (unsigned)t->max_len);
         if (u > (d->r.nbits - d->r.pos) / 8u)
             goto trunc;
         if (u > EXI_MAX_POOL - d->doc->pool_used)
@@ -153,6 +162,10 @@ static int rd_value(dec *d, uint16_t dtype, exi_event *ev)
             return fail(d->err, EXI_E_VALUE, d->r.pos,
                         "string table hit in %s (the value table is empty)", d->where);
         n = u - 2;
+        if (t->max_len && n > t->max_len)
+            return fail(d->err, EXI_E_VALUE, d->r.pos,
+                        "%llu characters in %s, at most %u allowed", (unsigned long long)n,
+                        d->where, (unsigned)t->max_len);
         if (n > (d->r.nbits - d->r.pos) / 8u)
             goto trunc;
         ev->v.off = d->doc->pool_used;
