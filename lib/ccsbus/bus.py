@@ -40,6 +40,7 @@ class _Subscription:
     mqtt_filter: str
     handler: Handler
     raw: bool
+    in_network_thread: bool = False
 
 
 class Bus:
@@ -164,11 +165,14 @@ class Bus:
             self.log.error("error topic refused", reason=str(exc))
 
     # ------------------------------------------------------------------ subscribe
-    def subscribe(self, path: str, handler: Handler, *, raw: bool = False) -> None:
+    def subscribe(self, path: str, handler: Handler, *, raw: bool = False,
+                  in_network_thread: bool = False) -> None:
         """Call `handler(path, value)` for each valid message on a contract topic.
 
         `path` is a contract path, possibly with `+`/`#` wildcards or `{placeholders}`. With
         raw=True the handler gets the bytes unvalidated (for tools that record everything).
+        With in_network_thread=True a short, synchronous, self-contained handler runs right in the
+        MQTT thread, saving the hop into asyncio (request/reply services on the latency path).
         """
         topic: Topic | None = None
         if "+" not in path and "#" not in path:
@@ -177,7 +181,7 @@ class Bus:
         else:
             mqtt_filter = path
         full = mqtt_filter if topic is not None and topic.absolute else f"{self.contract.base}/{mqtt_filter}"
-        self._subs.append(_Subscription(topic, full, handler, raw))
+        self._subs.append(_Subscription(topic, full, handler, raw, in_network_thread))
         if self._client.is_connected():
             self._client.subscribe(full, qos=1)
 
@@ -201,7 +205,10 @@ class Bus:
         self._from_thread(self._set_connected, False)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._from_thread(self._dispatch, msg.topic, bytes(msg.payload), bool(msg.retain))
+        payload = bytes(msg.payload)
+        if self._direct:
+            self._dispatch(msg.topic, payload, True)
+        self._from_thread(self._dispatch, msg.topic, payload, False)
 
     def _from_thread(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -224,9 +231,13 @@ class Bus:
         for callback in list(self.connection_changes):
             callback(up)
 
-    def _dispatch(self, full: str, payload: bytes, retained: bool) -> None:
+    @property
+    def _direct(self) -> bool:
+        return any(sub.in_network_thread for sub in self._subs)
+
+    def _dispatch(self, full: str, payload: bytes, in_network_thread: bool) -> None:
         for sub in self._subs:
-            if not mqtt.topic_matches_sub(sub.mqtt_filter, full):
+            if sub.in_network_thread != in_network_thread or not mqtt.topic_matches_sub(sub.mqtt_filter, full):
                 continue
             path = self.contract.relative(full)
             if sub.raw:

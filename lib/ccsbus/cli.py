@@ -29,6 +29,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "exi": ("ccsbus_exi.cli", "decode / encode EXI messages (apphand, din, iso2)"),
     "pcap": ("ccsbus_tools.pcap", "decode SLAC, SDP and V2G messages of a pcap/pcapng"),
     "plot": ("ccsbus_tools.plot", "plot a session (pcap or session log) to PNG"),
+    "vmodem": ("ccsbus_slac.vmodem", "run the virtual HomePlug GP modem medium (no hardware needed)"),
     "contract": ("ccsbus.render", "print the topic contract as Markdown, mosquitto ACL or JSON"),
     "bench": ("ccsbus_tools.bench", "run the benchmark scripts"),
 }

@@ -99,7 +99,12 @@ class Payload:
     def check_json(self, value: Any) -> None:
         if self.schema is None:
             return
-        validator = _validator(json.dumps(self.schema, sort_keys=True))
+        validator = self.__dict__.get("_validator")
+        if validator is None:  # compiled once per topic: this runs on every message
+            validator = _validator(json.dumps(self.schema, sort_keys=True))
+            object.__setattr__(self, "_validator", validator)
+        if validator.is_valid(value):
+            return
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "payload"
