@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 from ccsbus.bus import Bus, PublishRefused
 from ccsbus.config import BrokerConfig
 

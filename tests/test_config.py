@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import pytest
+
 from ccsbus.config import ConfigError, Role, load_config, parse_dataclass, setting
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ccsbus.contract import ContractError, PayloadError, PayloadType, load_contract, parse_contract
 from ccsbus.render import to_acl, to_json, to_markdown
 
