@@ -99,6 +99,12 @@ def to_json(contract: Contract) -> dict[str, Any]:
             "topics": [topic_json(t) for t in contract.topics]}
 
 
+DOC_HEADER = (
+    "# Topics\n\nGenerated from `config/topics.yaml` by `ccsbus contract --write-doc docs/topics.md`; "
+    "do not edit.\n\n"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ccsbus contract",
@@ -106,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["markdown", "acl", "json"], default="markdown")
     parser.add_argument("--base", help="base topic to print (default: the contract's, pyPlc)")
     parser.add_argument("--file", help="contract file (default: $CCSBUS_CONTRACT or config/topics.yaml)")
+    parser.add_argument("--write-doc", metavar="FILE", help="write the Markdown table with its header to FILE")
     args = parser.parse_args(argv)
     contract = load_contract(args.file)
+    if args.write_doc:
+        with open(args.write_doc, "w", encoding="utf-8") as fh:
+            fh.write(DOC_HEADER + to_markdown(contract))
+        return 0
     if args.base:
         contract = contract.with_base(args.base)
     if args.format == "markdown":
