@@ -10,7 +10,7 @@ from .actions import (
     SetLock,
     SetRelay,
 )
-from .machine import DIALECTS, EvccMachine, EvccState, EvInputs, Step
+from .machine import DIALECTS, EvccMachine, EvccState, EvInputs, Step, safe_shutdown
 from .settings import EvccSettings, EvccTimers
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "SetLock",
     "SetRelay",
     "Step",
+    "safe_shutdown",
 ]

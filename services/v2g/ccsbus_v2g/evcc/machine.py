@@ -387,12 +387,9 @@ class EvccMachine:
         return [PublishCharger(values)] if values else []
 
     def _open_sequence(self) -> list[Action]:
-        """CP B, current down, contactors open: the order that keeps the contacts from arcing."""
-        s = self.settings
         self.cp_c = False
         self.relay_on = False
-        return [SetCp("B"), AwaitCurrentBelow(s.current_off_threshold, s.current_off_timeout),
-                SetRelay("off"), AwaitContactors("open", s.contactor_timeout)]
+        return open_sequence(self.settings)
 
     def _message(self, body: Tree) -> Tree:
         session = self.session_id if self.session_id is not None else \
@@ -429,16 +426,32 @@ class EvccMachine:
             return Step(self.state)
         log.warning("safe shutdown", reason=reason, state=self.state.value,
                     protocol=self.protocol)
-        was = self.state.value
-        actions: list[Action] = [*self._open_sequence(), SetLock("unlock")]
-        self.finished = Finished(False, reason, {"state": was})
+        self.cp_c = False
+        self.relay_on = False
+        actions = safe_shutdown(self.settings, reason, {"state": self.state.value})
+        finished = actions[-1]
+        assert isinstance(finished, Finished)
+        self.finished = finished
         self._enter(EvccState.SAFE_SHUTDOWN)
-        return Step(EvccState.SAFE_SHUTDOWN, actions=[*actions, self.finished])
+        return Step(EvccState.SAFE_SHUTDOWN, actions=actions)
 
     def _enter(self, state: EvccState) -> None:
         if state is not self.state:
             log.info("evcc state", protocol=self.protocol, old=self.state.value, new=state.value)
             self.state = state
+
+
+def open_sequence(settings: EvccSettings) -> list[Action]:
+    """CP B, current down, contactors open: the order that keeps the contacts from arcing."""
+    return [SetCp("B"),
+            AwaitCurrentBelow(settings.current_off_threshold, settings.current_off_timeout),
+            SetRelay("off"), AwaitContactors("open", settings.contactor_timeout)]
+
+
+def safe_shutdown(settings: EvccSettings, reason: str,
+                  detail: dict[str, Any] | None = None) -> list[Action]:
+    """The safe shutdown sequence: open as above, then unlock, then report the reason."""
+    return [*open_sequence(settings), SetLock("unlock"), Finished(False, reason, detail or {})]
 
 
 # ---------------------------------------------------------------------- tree helpers
