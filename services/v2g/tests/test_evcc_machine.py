@@ -6,10 +6,14 @@ encoded with the real EXI codec (when built) so the trees are proven schema-vali
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ccsbus_v2g.evcc import (
     AwaitContactors,
     AwaitCurrentBelow,
@@ -27,115 +31,27 @@ from ccsbus_v2g.evcc import (
 )
 from ccsbus_v2g.physical import from_float
 
+
+def load_helpers() -> Any:
+    name = "ccsbus_v2g_tests_evcc_helpers"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("evcc_helpers.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 try:
     import ccsbus_exi
 except ImportError:  # pragma: no cover - the codec is built by the exi-codec package
     ccsbus_exi = None
 
-SESSION = "0A1B2C3D4E5F6071"
-PROTOCOLS = ["din", "iso2"]
-
-
-def pv(x: float, unit: str, schema: str) -> dict[str, Any]:
-    return from_float(x, unit, schema)
-
-
-def dc_status(schema: str, code: str = "EVSE_Ready", notification: str = "None") -> dict[str, Any]:
-    return {"EVSEIsolationStatus": "Valid", "EVSEStatusCode": code,
-            "NotificationMaxDelay": 0, "EVSENotification": notification}
-
-
-class Charger:
-    """Answers like a DC charger; `present_voltage` follows the car's PreCharge target."""
-
-    def __init__(self, schema: str, cable_check_ongoing: int = 1, precharge_steps: int = 3) -> None:
-        self.schema = schema
-        self.cable_check_ongoing = cable_check_ongoing
-        self.precharge_steps = precharge_steps
-        self.present_voltage = 0.0
-        self.received: list[str] = []
-        self.session = SESSION
-
-    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        body = request["V2G_Message"]["Body"]
-        name = next(iter(body))
-        self.received.append(name)
-        req = body[name]
-        s = self.schema
-        res: dict[str, Any]
-        match name:
-            case "SessionSetupReq":
-                res = {"ResponseCode": "OK_NewSessionEstablished", "EVSEID": "ZZ00000"}
-                if s == "din":
-                    res = {"ResponseCode": "OK_NewSessionEstablished", "EVSEID": "5A5A",
-                           "DateTimeNow": 0}
-            case "ServiceDiscoveryReq":
-                if s == "din":
-                    res = {"ResponseCode": "OK",
-                           "PaymentOptions": {"PaymentOption": ["ExternalPayment"]},
-                           "ChargeService": {"ServiceTag": {"ServiceID": 1,
-                                                            "ServiceCategory": "EVCharging"},
-                                             "FreeService": False,
-                                             "EnergyTransferType": "DC_extended"}}
-                else:
-                    res = {"ResponseCode": "OK",
-                           "PaymentOptionList": {"PaymentOption": ["ExternalPayment"]},
-                           "ChargeService": {"ServiceID": 1, "ServiceCategory": "EVCharging",
-                                             "FreeService": False,
-                                             "SupportedEnergyTransferMode": {
-                                                 "EnergyTransferMode": ["DC_extended"]}}}
-            case "ServicePaymentSelectionReq" | "PaymentServiceSelectionReq":
-                res = {"ResponseCode": "OK"}
-            case "ContractAuthenticationReq" | "AuthorizationReq":
-                res = {"ResponseCode": "OK", "EVSEProcessing": "Finished"}
-            case "ChargeParameterDiscoveryReq":
-                res = {"ResponseCode": "OK", "EVSEProcessing": "Finished",
-                       "SAScheduleList": {"SAScheduleTuple": [{
-                           "SAScheduleTupleID": 7,
-                           "PMaxSchedule": {"PMaxScheduleEntry": [{
-                               "RelativeTimeInterval": {"start": 0, "duration": 86400},
-                               "PMax": pv(50000, "W", s)}]}}]},
-                       "DC_EVSEChargeParameter": {
-                           "DC_EVSEStatus": dc_status(s),
-                           "EVSEMaximumCurrentLimit": pv(200, "A", s),
-                           "EVSEMaximumPowerLimit": pv(100000, "W", s),
-                           "EVSEMaximumVoltageLimit": pv(500, "V", s),
-                           "EVSEMinimumCurrentLimit": pv(0, "A", s),
-                           "EVSEMinimumVoltageLimit": pv(150, "V", s),
-                           "EVSEPeakCurrentRipple": pv(1, "A", s)}}
-            case "CableCheckReq":
-                ongoing = self.received.count("CableCheckReq") <= self.cable_check_ongoing
-                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
-                       "EVSEProcessing": "Ongoing" if ongoing else "Finished"}
-            case "PreChargeReq":
-                target = req["EVTargetVoltage"]
-                goal = target["Value"] * 10.0 ** target["Multiplier"]
-                self.present_voltage += (goal - self.present_voltage) / max(
-                    1, self.precharge_steps - self.received.count("PreChargeReq") + 1)
-                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
-                       "EVSEPresentVoltage": pv(self.present_voltage, "V", s)}
-            case "PowerDeliveryReq":
-                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s)}
-            case "CurrentDemandReq":
-                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
-                       "EVSEPresentVoltage": pv(self.present_voltage, "V", s),
-                       "EVSEPresentCurrent": pv(20, "A", s),
-                       "EVSECurrentLimitAchieved": False, "EVSEVoltageLimitAchieved": False,
-                       "EVSEPowerLimitAchieved": False,
-                       "EVSEMaximumVoltageLimit": pv(500, "V", s),
-                       "EVSEMaximumCurrentLimit": pv(200, "A", s),
-                       "EVSEMaximumPowerLimit": pv(100000, "W", s)}
-                if s == "iso2":
-                    res.update({"EVSEID": "ZZ00000", "SAScheduleTupleID": 7})
-            case "WeldingDetectionReq":
-                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
-                       "EVSEPresentVoltage": pv(10, "V", s)}
-            case "SessionStopReq":
-                res = {"ResponseCode": "OK"}
-            case _:
-                raise AssertionError(f"unexpected request {name}")
-        return {"V2G_Message": {"Header": {"SessionID": self.session},
-                                "Body": {name[:-3] + "Res": res}}}
+_helpers = load_helpers()
+Charger = _helpers.Charger
+SESSION = _helpers.SESSION
+PROTOCOLS = _helpers.PROTOCOLS
 
 
 def settings(**changes: Any) -> EvccSettings:
@@ -153,6 +69,8 @@ def run_session(machine: EvccMachine, charger: Charger, inputs: EvInputs,
             ccsbus_exi.encode(machine.protocol, step.request)
         now += step.delay + 0.01
         response = charger.answer(step.request)
+        if ccsbus_exi is not None:
+            ccsbus_exi.encode(machine.protocol, response)
         if tamper is not None:
             response = tamper(step, response, inputs)
         if response is None:

@@ -1,0 +1,341 @@
+"""Helpers of the EVCC tests: a scripted DC charger (pure), the same behind real SDP/TCP sockets,
+a topic recorder and the safe-shutdown order check. Loaded by path from the test modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ccsbus_v2g import apphand, sdp, v2gtp
+from ccsbus_v2g.physical import from_float
+
+SESSION = "0A1B2C3D4E5F6071"
+PROTOCOLS = ["din", "iso2"]
+
+
+def pv(x: float, unit: str, schema: str) -> dict[str, Any]:
+    return from_float(x, unit, schema)
+
+
+def dc_status(schema: str, code: str = "EVSE_Ready", notification: str = "None") -> dict[str, Any]:
+    return {"EVSEIsolationStatus": "Valid", "EVSEStatusCode": code,
+            "NotificationMaxDelay": 0, "EVSENotification": notification}
+
+
+class Charger:
+    """Answers like a DC charger; `present_voltage` follows the car's PreCharge target."""
+
+    def __init__(self, schema: str, cable_check_ongoing: int = 1, precharge_steps: int = 3) -> None:
+        self.schema = schema
+        self.cable_check_ongoing = cable_check_ongoing
+        self.precharge_steps = precharge_steps
+        self.present_voltage = 0.0
+        self.received: list[str] = []
+        self.session = SESSION
+
+    def _pmax_schedule(self) -> dict[str, Any]:
+        interval = {"start": 0, "duration": 86400}
+        if self.schema == "din":  # DIN: an id and PMax as a plain short (W)
+            return {"PMaxScheduleID": 1,
+                    "PMaxScheduleEntry": [{"RelativeTimeInterval": interval, "PMax": 32767}]}
+        return {"PMaxScheduleEntry": [{"RelativeTimeInterval": interval,
+                                       "PMax": pv(50000, "W", "iso2")}]}
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        body = request["V2G_Message"]["Body"]
+        name = next(iter(body))
+        self.received.append(name)
+        req = body[name]
+        s = self.schema
+        res: dict[str, Any]
+        match name:
+            case "SessionSetupReq":
+                res = {"ResponseCode": "OK_NewSessionEstablished", "EVSEID": "ZZ00000"}
+                if s == "din":
+                    res = {"ResponseCode": "OK_NewSessionEstablished", "EVSEID": "5A5A",
+                           "DateTimeNow": 0}
+            case "ServiceDiscoveryReq":
+                if s == "din":
+                    res = {"ResponseCode": "OK",
+                           "PaymentOptions": {"PaymentOption": ["ExternalPayment"]},
+                           "ChargeService": {"ServiceTag": {"ServiceID": 1,
+                                                            "ServiceCategory": "EVCharging"},
+                                             "FreeService": False,
+                                             "EnergyTransferType": "DC_extended"}}
+                else:
+                    res = {"ResponseCode": "OK",
+                           "PaymentOptionList": {"PaymentOption": ["ExternalPayment"]},
+                           "ChargeService": {"ServiceID": 1, "ServiceCategory": "EVCharging",
+                                             "FreeService": False,
+                                             "SupportedEnergyTransferMode": {
+                                                 "EnergyTransferMode": ["DC_extended"]}}}
+            case "ServicePaymentSelectionReq" | "PaymentServiceSelectionReq":
+                res = {"ResponseCode": "OK"}
+            case "ContractAuthenticationReq" | "AuthorizationReq":
+                res = {"ResponseCode": "OK", "EVSEProcessing": "Finished"}
+            case "ChargeParameterDiscoveryReq":
+                res = {"ResponseCode": "OK", "EVSEProcessing": "Finished",
+                       "SAScheduleList": {"SAScheduleTuple": [{
+                           "SAScheduleTupleID": 7,
+                           "PMaxSchedule": self._pmax_schedule()}]},
+                       "DC_EVSEChargeParameter": {
+                           "DC_EVSEStatus": dc_status(s),
+                           "EVSEMaximumCurrentLimit": pv(200, "A", s),
+                           "EVSEMaximumPowerLimit": pv(100000, "W", s),
+                           "EVSEMaximumVoltageLimit": pv(500, "V", s),
+                           "EVSEMinimumCurrentLimit": pv(0, "A", s),
+                           "EVSEMinimumVoltageLimit": pv(150, "V", s),
+                           "EVSEPeakCurrentRipple": pv(1, "A", s)}}
+            case "CableCheckReq":
+                ongoing = self.received.count("CableCheckReq") <= self.cable_check_ongoing
+                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
+                       "EVSEProcessing": "Ongoing" if ongoing else "Finished"}
+            case "PreChargeReq":
+                target = req["EVTargetVoltage"]
+                goal = target["Value"] * 10.0 ** target["Multiplier"]
+                self.present_voltage += (goal - self.present_voltage) / max(
+                    1, self.precharge_steps - self.received.count("PreChargeReq") + 1)
+                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
+                       "EVSEPresentVoltage": pv(self.present_voltage, "V", s)}
+            case "PowerDeliveryReq":
+                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s)}
+            case "CurrentDemandReq":
+                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
+                       "EVSEPresentVoltage": pv(self.present_voltage, "V", s),
+                       "EVSEPresentCurrent": pv(20, "A", s),
+                       "EVSECurrentLimitAchieved": False, "EVSEVoltageLimitAchieved": False,
+                       "EVSEPowerLimitAchieved": False,
+                       "EVSEMaximumVoltageLimit": pv(500, "V", s),
+                       "EVSEMaximumCurrentLimit": pv(200, "A", s),
+                       "EVSEMaximumPowerLimit": pv(100000, "W", s)}
+                if s == "iso2":
+                    res.update({"EVSEID": "ZZ00000", "SAScheduleTupleID": 7})
+            case "WeldingDetectionReq":
+                res = {"ResponseCode": "OK", "DC_EVSEStatus": dc_status(s),
+                       "EVSEPresentVoltage": pv(10, "V", s)}
+            case "SessionStopReq":
+                res = {"ResponseCode": "OK"}
+            case _:
+                raise AssertionError(f"unexpected request {name}")
+        return {"V2G_Message": {"Header": {"SessionID": self.session},
+                                "Body": {name[:-3] + "Res": res}}}
+
+
+# ---------------------------------------------------------------------- the charger behind sockets
+class _SdpAnswer(asyncio.DatagramProtocol):
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        ptype, _ = v2gtp.decode_datagram(data)
+        if ptype == v2gtp.PAYLOAD_SDP_REQ:
+            self.transport.sendto(self.reply, addr)
+
+
+# tamper(request_name, count_of_that_request, response_tree) -> what to send:
+#   a tree (possibly changed), bytes (sent as the raw V2GTP frame), "silent" or "reset"
+Tamper = Callable[[str, int, dict[str, Any]], Any]
+
+
+class ScriptedSecc:
+    """SDP + TCP server on ::1 answering with `Charger`, encoded by the in-process EXI codec."""
+
+    def __init__(self, tamper: Tamper | None = None, **charger_args: Any) -> None:
+        self.tamper = tamper
+        self.charger_args = charger_args
+        self.charger: Charger | None = None
+        self.protocol: str | None = None
+        self.counts: dict[str, int] = {}
+        self.sdp: asyncio.BaseTransport | None = None
+        self.server: asyncio.Server | None = None
+        self.udp_port = 0
+        self.tcp_port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "::1", 0)
+        self.tcp_port = int(self.server.sockets[0].getsockname()[1])
+        import socket
+
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+            self.udp_port = int(s.getsockname()[1])
+        loop = asyncio.get_running_loop()
+        reply = sdp.response_frame(sdp.SdpResponse(ipaddress.IPv6Address("::1"), self.tcp_port))
+        self.sdp, _ = await loop.create_datagram_endpoint(
+            lambda: _SdpAnswer(reply), local_addr=("::1", self.udp_port))
+
+    async def stop(self) -> None:
+        if self.sdp is not None:
+            self.sdp.close()
+        if self.server is not None:
+            self.server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import ccsbus_exi
+
+        frames = v2gtp.V2gtpReader()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for _, payload in frames.feed(data):
+                    if self.protocol is None:
+                        req = ccsbus_exi.decode("apphand", payload)
+                        entries = req["supportedAppProtocolReq"]["AppProtocol"]
+                        wanted = self.charger_args.pop("protocol", None)
+                        chosen = next(e for e in entries
+                                      if wanted is None or
+                                      e["ProtocolNamespace"] == apphand.PROTOCOLS[wanted].namespace)
+                        self.protocol = apphand.BY_NAMESPACE[chosen["ProtocolNamespace"]].schema
+                        self.charger = Charger(self.protocol, **self.charger_args)
+                        res = {"supportedAppProtocolRes": {
+                            "ResponseCode": "OK_SuccessfulNegotiation",
+                            "SchemaID": chosen["SchemaID"]}}
+                        writer.write(v2gtp.encode(ccsbus_exi.encode("apphand", res)))
+                        continue
+                    assert self.charger is not None
+                    request = ccsbus_exi.decode(self.protocol, payload)
+                    name = next(iter(request["V2G_Message"]["Body"]))
+                    self.counts[name] = self.counts.get(name, 0) + 1
+                    response: Any = self.charger.answer(request)
+                    if self.tamper is not None:
+                        response = self.tamper(name, self.counts[name], response)
+                    if response == "silent":
+                        continue
+                    if response == "reset":
+                        import socket
+                        import struct
+
+                        sock = writer.get_extra_info("socket")
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                        writer.transport.abort()
+                        return
+                    if isinstance(response, bytes):
+                        writer.write(response)
+                    else:
+                        writer.write(v2gtp.encode(ccsbus_exi.encode(self.protocol, response)))
+                await writer.drain()
+        except (ConnectionError, v2gtp.V2gtpError):
+            return
+
+
+# ---------------------------------------------------------------------- recording the bus
+@dataclass
+class Recorder:
+    """Every message below `base` with its arrival time, from a plain MQTT client."""
+
+    port: int
+    base: str
+    messages: list[tuple[float, str, bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        ready = threading.Event()
+
+        def on_connect(*_: Any) -> None:
+            self.client.subscribe(f"{self.base}/#", qos=1)
+            ready.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", self.port, keepalive=5)
+        self.client.loop_start()
+        if not ready.wait(5):
+            raise TimeoutError("recorder could not connect")
+        time.sleep(0.1)  # let the subscription settle before the session starts
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((time.monotonic(), msg.topic[len(self.base) + 1:],
+                                  bytes(msg.payload)))
+
+    def publish(self, path: str, payload: str, retain: bool = False) -> None:
+        self.client.publish(f"{self.base}/{path}", payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def values(self, path: str) -> list[str]:
+        with self._lock:
+            return [p.decode() for _, t, p in self.messages if t == path]
+
+    def events(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(t, p.decode("utf-8", "replace")) for _, t, p in self.messages]
+
+    def session_states(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in self.values("v2g/session") if v]
+
+    def wait_session_end(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for state in self.session_states():
+                if state.get("state") in ("Finished", "SafeShutdown"):
+                    return state
+            time.sleep(0.05)
+        raise TimeoutError(f"no session end within {timeout} s; fsm: {self.values('fsm_state')}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def hw_events(events: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The car's hardware requests and the measured current, in bus order."""
+    keep = ("cpstate", "relay_request", "lock_request")
+    out: list[tuple[str, str]] = []
+    for topic, payload in events:
+        if topic in keep:
+            out.append((topic, payload))
+        elif topic == "hw/state" and payload:
+            current = json.loads(payload).get("present_current")
+            if isinstance(current, int | float):
+                out.append(("current", f"{current:g}"))
+    return out
+
+
+def check_shutdown_order(events: list[tuple[str, str]], threshold: float = 1.0) -> str:
+    """'' when the last stop ran cpstate B → current below threshold → relay off → unlock.
+
+    The current step is satisfied by a hw/state reading below the threshold after B (or by no
+    current ever having been measured, when the charger never delivered any).
+    """
+    hw = hw_events(events)
+    try:
+        b = max(i for i, e in enumerate(hw) if e == ("cpstate", "B"))
+    except ValueError:
+        return "cpstate B was never requested"
+    after = hw[b:]
+    try:
+        off = after.index(("relay_request", "off"))
+    except ValueError:
+        return "relay_request off did not follow cpstate B"
+    try:
+        unlock = after.index(("lock_request", "unlock"))
+    except ValueError:
+        return "lock_request unlock did not follow cpstate B"
+    if unlock < off:
+        return "unlock came before relay off"
+    currents = [float(v) for t, v in hw if t == "current"]
+    if currents:
+        low = [i for i, (t, v) in enumerate(after[:off]) if t == "current" and abs(float(v)) < threshold]
+        before_b = [float(v) for t, v in hw[:b] if t == "current"]
+        if not low and not (before_b and abs(before_b[-1]) < threshold):
+            return "relay off came before the current was below the threshold"
+    if any(e == ("relay_request", "on") for e in after):
+        return "relay on after the stop"
+    return ""
