@@ -11,6 +11,7 @@ carry a per-run tag so parallel runs do not collide; `close()` removes everythin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -127,10 +128,8 @@ class Process:
                 self.popen.wait(3)
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Each port is one modem with its host behind it. Toward its host a port behaves like a QCA7000: it
 answers VS_SW_VER, CM_SET_KEY, CM_GET_KEY, VS_PL_LNK_STATUS and VS_RS_DEV, and for every
 CM_MNBC_SOUND.IND heard on the cable it hands the sound plus a CM_ATTEN_PROFILE.IND (configurable
-attenuation) to its host. SLAC messages cross the cable between any modems, as between unmatched
-modems on a real cable; everything else (IPv6, other MMEs) reaches only modems that share the NID,
+attenuation) to its host. SLAC messages cross the cable between any modems (unicast ones too, as a
+listen-mode station sees them), as between unmatched modems on a real cable; everything else (IPv6, other MMEs) reaches only modems that share the NID,
 so V2G traffic flows only after a successful match.
 
 Ports: `udp:HOST:PORT` (the host's `UdpLink` tunnels frames in datagrams; no root needed) or
@@ -204,10 +204,12 @@ class Medium:
         return []
 
     def _slac(self, modem: Modem, frame: Frame, data: bytes) -> list[Delivery]:
-        others = [m for m in self.modems if m is not modem]
-        targets = others if frame.dst == BROADCAST else self._owner(frame.dst, others)
+        # SLAC messages are heard by every modem on the cable and handed to its host whatever their
+        # destination (that is how a listen-mode station sees CM_SLAC_MATCH.CNF); hosts filter on MACs
         out: list[Delivery] = []
-        for other in targets:
+        for other in self.modems:
+            if other is modem:
+                continue
             out.append((other.index, data))
             if isinstance(frame.body, MnbcSoundInd) and other.profile:
                 level = max(0, min(255, modem.atten + other.atten))
