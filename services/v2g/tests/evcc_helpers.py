@@ -10,13 +10,17 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ccsbus_v2g import apphand, sdp, v2gtp
+from ccsbus.config import BrokerConfig, LogConfig, Role, StackConfig, setting
+from ccsbus.lifecycle import ServiceSpec, serve
+from ccsbus_v2g import apphand, pev_role, sdp, v2gtp
+from ccsbus_v2g.codec import CodecMode
+from ccsbus_v2g.evcc import EvccSettings, EvccTimers
 from ccsbus_v2g.physical import from_float
 
 SESSION = "0A1B2C3D4E5F6071"
@@ -339,3 +343,90 @@ def check_shutdown_order(events: list[tuple[str, str]], threshold: float = 1.0) 
     if any(e == ("relay_request", "on") for e in after):
         return "relay on after the stop"
     return ""
+
+
+# ---------------------------------------------------------------------- the car side under test
+@dataclass(frozen=True)
+class PevOnlySettings:
+    """The part of the v2g settings the PEV role reads."""
+
+    evcc: EvccSettings = setting(default_factory=EvccSettings)
+    wait_for_link: bool = False
+    interface: str = "lo"
+    codec: CodecMode = CodecMode.INPROCESS
+
+
+class FakeCarHardware:
+    """Answers the car's requests as the PEV hardware would: CP B stops the current, relay."""
+
+    def __init__(self, port: int, base: str) -> None:
+        self.base = base
+        self.state: dict[str, Any] = {"backend": "test", "contactors": "open",
+                                      "lock": "unlocked", "present_current": 0.0}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        ready = threading.Event()
+
+        def on_connect(*_: Any) -> None:
+            for path in ("cpstate", "relay_request", "lock_request"):
+                self.client.subscribe(f"{base}/{path}", qos=1)
+            ready.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+        assert ready.wait(5)
+
+    def _send(self) -> None:
+        import time
+
+        self.state["time"] = time.time()
+        self.client.publish(f"{self.base}/hw/state", json.dumps(self.state), qos=1, retain=True)
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        path = msg.topic[len(self.base) + 1:]
+        value = msg.payload.decode()
+        if path == "cpstate":
+            # the charger follows CP: current flows in C once the contactors are closed
+            on = value == "C" and self.state["contactors"] == "closed"
+            self.state["present_current"] = 20.0 if on else 0.0
+        elif path == "relay_request":
+            self.state["contactors"] = "closed" if value == "on" else "open"
+            if value == "on":
+                self.state["present_current"] = 20.0
+        elif path == "lock_request":
+            self.state["lock"] = "locked" if value == "lock" else "unlocked"
+        self._send()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def fast_settings(udp_port: int, **changes: Any) -> EvccSettings:
+    timers = replace(EvccTimers(), V2G_EVCC_Msg_Timeout=1.0)
+    base = replace(EvccSettings(), sdp_target="::1", sdp_port=udp_port, sdp_interval=0.1,
+                   max_charge_time=0.6, current_demand_cycle=0.05, evccid="0A0B0C0D0E0F",
+                   current_off_timeout=1.0, contactor_timeout=0.5, timers=timers)
+    return replace(base, **changes)
+
+
+
+async def run_pev_role(port: int, base: str, settings: Any, recorder: Recorder,
+                       during: Any = None, timeout: float = 20.0) -> dict[str, Any]:
+    """Run the v2g service in the PEV role in this process until its session ends."""
+    stack = StackConfig(role=Role.PEV,
+                        broker=BrokerConfig(url=f"mqtt://127.0.0.1:{port}", base_topic=base),
+                        log=LogConfig(), sections={}, source="test")
+    spec = ServiceSpec(name="v2g", settings=PevOnlySettings, run=pev_role.run)
+    stopping = asyncio.Event()
+    service = asyncio.create_task(serve(spec, stack, settings, stopping))
+    try:
+        if during is not None:
+            await during()
+        end = await asyncio.to_thread(recorder.wait_session_end, timeout)
+        await asyncio.sleep(0.2)  # let the last topics arrive at the recorder
+        return end
+    finally:
+        stopping.set()
+        await service

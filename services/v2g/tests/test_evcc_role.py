@@ -11,21 +11,12 @@ import asyncio
 import importlib.util
 import json
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-
-from ccsbus.config import BrokerConfig, LogConfig, Role, StackConfig, setting
-from ccsbus.lifecycle import ServiceSpec, serve
-from ccsbus_v2g import pev_role
-from ccsbus_v2g.codec import CodecMode
-from ccsbus_v2g.evcc import EvccSettings, EvccTimers
 
 pytest.importorskip("ccsbus_exi", reason="the EXI binding ccsbus_exi is not built")
 
@@ -45,69 +36,12 @@ def load_helpers() -> Any:
 H = load_helpers()
 
 
-@dataclass(frozen=True)
-class PevOnlySettings:
-    """The part of the v2g settings the PEV role reads."""
-
-    evcc: EvccSettings = setting(default_factory=EvccSettings)
-    wait_for_link: bool = False
-    interface: str = "lo"
-    codec: CodecMode = CodecMode.INPROCESS
-
-
-class FakeCarHardware:
-    """Answers the car's requests as the PEV hardware would: CP B stops the current, relay."""
-
-    def __init__(self, port: int, base: str) -> None:
-        self.base = base
-        self.state: dict[str, Any] = {"backend": "test", "contactors": "open",
-                                      "lock": "unlocked", "present_current": 0.0}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        ready = threading.Event()
-
-        def on_connect(*_: Any) -> None:
-            for path in ("cpstate", "relay_request", "lock_request"):
-                self.client.subscribe(f"{base}/{path}", qos=1)
-            ready.set()
-
-        self.client.on_connect = on_connect
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port, keepalive=5)
-        self.client.loop_start()
-        assert ready.wait(5)
-
-    def _send(self) -> None:
-        import time
-
-        self.state["time"] = time.time()
-        self.client.publish(f"{self.base}/hw/state", json.dumps(self.state), qos=1, retain=True)
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        path = msg.topic[len(self.base) + 1:]
-        value = msg.payload.decode()
-        if path == "cpstate":
-            # the charger follows CP: current flows in C once the contactors are closed
-            on = value == "C" and self.state["contactors"] == "closed"
-            self.state["present_current"] = 20.0 if on else 0.0
-        elif path == "relay_request":
-            self.state["contactors"] = "closed" if value == "on" else "open"
-            if value == "on":
-                self.state["present_current"] = 20.0
-        elif path == "lock_request":
-            self.state["lock"] = "locked" if value == "lock" else "unlocked"
-        self._send()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @dataclass
 class Bench:
     port: int
     base: str = "ccsbus/pev"
     recorder: Any = None
-    hardware: FakeCarHardware | None = None
+    hardware: Any = None
     extra: list[Any] = field(default_factory=list)
 
 
@@ -115,18 +49,10 @@ class Bench:
 def bench(mosquitto: Any) -> Iterator[Bench]:
     b = Bench(mosquitto.port)
     b.recorder = H.Recorder(mosquitto.port, b.base)
-    b.hardware = FakeCarHardware(mosquitto.port, b.base)
+    b.hardware = H.FakeCarHardware(mosquitto.port, b.base)
     yield b
     b.recorder.close()
     b.hardware.close()
-
-
-def fast_settings(udp_port: int, **changes: Any) -> EvccSettings:
-    timers = replace(EvccTimers(), V2G_EVCC_Msg_Timeout=1.0)
-    base = replace(EvccSettings(), sdp_target="::1", sdp_port=udp_port, sdp_interval=0.1,
-                   max_charge_time=0.6, current_demand_cycle=0.05, evccid="0A0B0C0D0E0F",
-                   current_off_timeout=1.0, contactor_timeout=0.5, timers=timers)
-    return replace(base, **changes)
 
 
 def run_pev(bench: Bench, secc: Any, settings_changes: dict[str, Any] | None = None,
@@ -135,23 +61,13 @@ def run_pev(bench: Bench, secc: Any, settings_changes: dict[str, Any] | None = N
 
     async def main() -> dict[str, Any]:
         await secc.start()
-        settings = PevOnlySettings(evcc=fast_settings(secc.udp_port, **(settings_changes or {})))
-        stack = StackConfig(role=Role.PEV,
-                            broker=BrokerConfig(url=f"mqtt://127.0.0.1:{bench.port}",
-                                                base_topic=bench.base),
-                            log=LogConfig(), sections={}, source="test")
-        spec = ServiceSpec(name="v2g", settings=PevOnlySettings, run=pev_role.run)
-        stopping = asyncio.Event()
-        service = asyncio.create_task(serve(spec, stack, settings, stopping))
+        settings = H.PevOnlySettings(
+            evcc=H.fast_settings(secc.udp_port, **(settings_changes or {})))
         try:
-            if during is not None:
-                await during(bench)
-            end = await asyncio.to_thread(bench.recorder.wait_session_end, timeout)
-            await asyncio.sleep(0.2)  # let the last topics arrive at the recorder
-            return end  # type: ignore[no-any-return]
+            return await H.run_pev_role(  # type: ignore[no-any-return]
+                bench.port, bench.base, settings, bench.recorder,
+                None if during is None else (lambda: during(bench)), timeout)
         finally:
-            stopping.set()
-            await service
             await secc.stop()
 
     return asyncio.run(main())
