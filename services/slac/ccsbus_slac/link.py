@@ -17,6 +17,7 @@ from .mme import ETHERTYPE_HPAV, parse_mac
 
 BPF_HOMEPLUG = f"ether proto 0x{ETHERTYPE_HPAV:04x}"
 QUEUE_MAX = 4096
+REGISTER = b"\x00"
 
 
 class LinkError(OSError):
@@ -120,8 +121,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.sink = sink
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(data) >= 14:
-            self.sink.put(data)
+        if data:
+            self.sink.put(data)  # runts go up too: the driver reports them
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the virtual modem is not running: the discovery timeout reports it
@@ -147,7 +148,8 @@ class UdpLink:
         except OSError as exc:
             raise LinkError(f"cannot reach the virtual modem at {self.host}:{self.port}: {exc}") from exc
         self._transport = transport
-        transport.sendto(b"")  # an empty datagram registers us with the modem port
+        # one byte registers us with the modem port (too short to be a frame; asyncio drops empty datagrams)
+        transport.sendto(REGISTER)
 
     def send(self, frame: bytes) -> None:
         if self._transport is None:
@@ -157,7 +159,7 @@ class UdpLink:
     async def recv(self) -> bytes:
         while True:
             frame = await self._rx.queue.get()
-            if self.ethertype is None or int.from_bytes(frame[12:14], "big") == self.ethertype:
+            if self.ethertype is None or len(frame) < 14 or int.from_bytes(frame[12:14], "big") == self.ethertype:
                 return frame
 
     def close(self) -> None:

@@ -3,9 +3,9 @@
 Each port is one modem with its host behind it. Toward its host a port behaves like a QCA7000: it
 answers VS_SW_VER, CM_SET_KEY, CM_GET_KEY, VS_PL_LNK_STATUS and VS_RS_DEV, and for every
 CM_MNBC_SOUND.IND heard on the cable it hands the sound plus a CM_ATTEN_PROFILE.IND (configurable
-attenuation) to its host. SLAC messages cross the cable between any modems (unicast ones too, as a
-listen-mode station sees them), as between unmatched modems on a real cable; everything else (IPv6, other MMEs) reaches only modems that share the NID,
-so V2G traffic flows only after a successful match.
+attenuation) to its host. SLAC messages cross the cable between any modems, as between unmatched
+modems on a real cable (unicast ones too, as a listen-mode station sees them); everything else
+(IPv6, other MMEs) reaches only modems that share the NID, so V2G traffic flows only after a match.
 
 Ports: `udp:HOST:PORT` (the host's `UdpLink` tunnels frames in datagrams; no root needed) or
 `iface:NAME` (AF_PACKET on the medium end of a veth pair whose other end is the host's interface).
@@ -232,8 +232,8 @@ class _UdpPortProtocol(asyncio.DatagramProtocol):
         self.port = port
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.port.peer = addr
-        if data:
+        self.port.peer = addr  # any datagram (the 1-byte registration too) tells us where the host is
+        if len(data) >= 14:
             self.port.deliver(data)
 
 
