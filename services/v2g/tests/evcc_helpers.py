@@ -430,3 +430,128 @@ async def run_pev_role(port: int, base: str, settings: Any, recorder: Recorder,
     finally:
         stopping.set()
         await service
+
+
+# ---------------------------------------------------------------------- both stacks as processes
+EVSE_BASE = "ccsbus/evse"
+PEV_BASE = "ccsbus/pev"
+PLUG_IN_DUTY = 5.0
+
+
+def stack_configs(protocol: str, sdp_port: int, fault: str = "",
+                  evcc: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """config/ccsbus.yaml contents of the EVSE and the PEV stack for a session on loopback.
+
+    The standard's timers are shortened where a fault case waits for one to expire; the
+    CurrentDemand timeout keeps its 0.25 s (the CI machine answers well inside it).
+    """
+    evcc_timers = {"V2G_EVCC_Msg_Timeout": 1.0, "V2G_EVCC_CableCheck_Timeout": 5.0,
+                   "V2G_EVCC_PreCharge_Timeout": 5.0, "V2G_EVCC_CommunicationSetup_Timeout": 15.0}
+    evcc_section: dict[str, Any] = {
+        "protocols": [protocol], "sdp_target": "::1", "sdp_port": sdp_port, "sdp_interval": 0.1,
+        "stop_soc": 95.0, "max_charge_time": 4.0, "current_demand_cycle": 0.05,
+        "current_off_timeout": 2.0, "contactor_timeout": 1.0, "timers": evcc_timers}
+    evcc_section.update(evcc or {})
+    hw_sim = {"isolation_time": 0.3, "voltage_slew": 2000.0, "current_slew": 1000.0,
+              "start_soc": 40.0}
+    evse = {"role": "EVSE", "log": {"level": "INFO"},
+            "v2g": {"interface": "lo", "wait_for_link": False, "sdp_port": sdp_port,
+                    "fault": fault, "protocols": [protocol]},
+            "hw": {"backend": "sim", "cable_peer_base": PEV_BASE,
+                   "sim": hw_sim}}
+    pev = {"role": "PEV", "log": {"level": "INFO"},
+           "v2g": {"interface": "lo", "wait_for_link": False, "evcc": evcc_section},
+           "hw": {"backend": "sim", "cable_peer_base": EVSE_BASE, "sim": hw_sim}}
+    return {"EVSE": evse, "PEV": pev}
+
+
+class Stacks:
+    """exi + hw + v2g of the EVSE stack and of the PEV stack, each service its own process."""
+
+    def __init__(self, broker_url: str, workdir: Any, configs: dict[str, dict[str, Any]]) -> None:
+        import yaml
+
+        from ccsbus.stack import ServiceProcess, stack_env
+
+        self.procs: dict[str, Any] = {}
+        for side, base in (("EVSE", EVSE_BASE), ("PEV", PEV_BASE)):
+            path = workdir / f"{side.lower()}.yaml"
+            path.write_text(yaml.safe_dump(configs[side]))
+            env = stack_env(broker_url, base, side, {"CCSBUS_CONFIG": str(path)})
+            for name in ("exi", "hw", "v2g"):
+                self.procs[f"{side}-{name}"] = ServiceProcess(
+                    name, env, log_file=str(workdir / f"{side.lower()}-{name}.log"))
+        self.workdir = workdir
+
+    def start(self, keys: list[str]) -> None:
+        for key in keys:
+            self.procs[key].start()
+
+    def dead(self) -> list[str]:
+        return [k for k, p in self.procs.items() if p.proc is not None and not p.alive()]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.proc is not None:
+                proc.stop()
+
+    def logs(self, key: str, tail: int = 3000) -> str:
+        path = self.workdir / f"{key.lower()}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+
+def wait_status(recorder: Recorder, services: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all("online" in recorder.values(f"{s}/status") for s in services):
+            return
+        time.sleep(0.05)
+    missing = [s for s in services if "online" not in recorder.values(f"{s}/status")]
+    raise TimeoutError(f"services not online within {timeout} s: {missing}")
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackRun:
+    end: dict[str, Any]
+    pev_events: list[tuple[str, str]]
+    evse_events: list[tuple[str, str]]
+    seconds: float
+
+
+def run_stacks(broker_port: int, workdir: Any, protocol: str, fault: str = "",
+               evcc: dict[str, Any] | None = None, timeout: float = 40.0) -> StackRun:
+    """Both stacks from start to the car's session end; processes stopped afterwards."""
+    started = time.monotonic()
+    sdp_port = free_udp_port()
+    configs = stack_configs(protocol, sdp_port, fault, evcc)
+    pev_rec = Recorder(broker_port, PEV_BASE)
+    evse_rec = Recorder(broker_port, EVSE_BASE)
+    stacks = Stacks(f"mqtt://127.0.0.1:{broker_port}", workdir, configs)
+    try:
+        stacks.start(["EVSE-exi", "EVSE-hw", "PEV-exi", "PEV-hw", "EVSE-v2g"])
+        wait_status(evse_rec, ["exi", "hw", "v2g"], 30)
+        wait_status(pev_rec, ["exi", "hw"], 30)
+        # the charger's 5 % PWM is the plug-in the car's power stage sees
+        evse_rec.publish("hw/cmd", json.dumps({"cmd": "pwm", "value": PLUG_IN_DUTY}))
+        time.sleep(0.3)
+        stacks.start(["PEV-v2g"])
+        try:
+            end = pev_rec.wait_session_end(timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; dead: {stacks.dead()}\n--- PEV v2g:\n"
+                               f"{stacks.logs('PEV-v2g')}\n--- EVSE v2g:\n"
+                               f"{stacks.logs('EVSE-v2g')}") from None
+        time.sleep(0.5)  # the hardware's last reactions reach the recorders
+        return StackRun(end, pev_rec.events(), evse_rec.events(), time.monotonic() - started)
+    finally:
+        stacks.stop()
+        pev_rec.close()
+        evse_rec.close()
