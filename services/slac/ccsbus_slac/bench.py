@@ -32,6 +32,19 @@ class BenchError(RuntimeError):
     pass
 
 
+# veth leaves transport checksums to "the hardware" (CHECKSUM_PARTIAL); frames that cross the medium
+# through packet sockets would arrive with half-done checksums and be dropped. Turning TX checksum
+# offload off on the host's eth1 makes the kernel finish them in software (ethtool -K eth1 tx off).
+NO_TX_CSUM = """
+import ctypes, fcntl, socket, struct, sys
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
+value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+ifreq = struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(value)).ljust(40, b"\\0")
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    fcntl.ioctl(s, SIOCETHTOOL, ifreq)
+"""
+
+
 def unavailable_reason() -> str | None:
     """Why the bench cannot run here (None when it can)."""
     if os.geteuid() != 0:
@@ -169,6 +182,8 @@ class NetnsBench:
         _ip("-n", ns, "link", "set", "lo", "up")
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         f"net.ipv6.conf.{host.interface}.accept_dad=0"], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", NO_TX_CSUM, host.interface],
+                       check=True, capture_output=True)
         _ip("-n", ns, "link", "set", host.interface, "up")
         # the medium end is a wire, not a host: no addresses, no router solicitations of its own
         disable = Path(f"/proc/sys/net/ipv6/conf/{medium}/disable_ipv6")

@@ -70,6 +70,7 @@ class EvseMachine(Machine):
         self.sounds = 0
         self.profiles = 0
         self.aag_sum = [0] * SLAC_GROUPS
+        self.early_parm: tuple[Frame, SlacParmReq] | None = None
 
     # ------------------------------------------------------------------ message builders
     def _frame(self, dst: bytes, body: object) -> Frame:
@@ -134,6 +135,7 @@ class EvseMachine(Machine):
             self.emit(LinkDown("new plug-in"))
         self.cancel_all()
         self.tries = 0
+        self.early_parm = None
         self.run_id = self.pev_mac = self.peer_mac = None
         self.attenuation = None
         self._set_key()
@@ -205,6 +207,13 @@ class EvseMachine(Machine):
                     return
                 self.timer(T.TT_EVSE_SLAC_init, self.timers.TT_EVSE_SLAC_init)
                 self.go(S.WAIT_PARM_REQ, "CM_SET_KEY.CNF", nid=self.nid.hex() if self.nid else None)
+                if self.early_parm is not None:
+                    early, self.early_parm = self.early_parm, None
+                    self._parm_req(*early)
+            case SlacParmReq() if state is S.SET_KEY:
+                # the car was quicker than our modem: answer as soon as the key is set
+                if frame.dst in (BROADCAST, self.ctx.host_mac):
+                    self.early_parm = (frame, body)
             case SlacParmReq() if state is S.WAIT_PARM_REQ or state in MATCHING or state in (S.JOINING, S.MATCHED):
                 if frame.dst not in (BROADCAST, self.ctx.host_mac):
                     self.ignore(frame, "not addressed to us")
