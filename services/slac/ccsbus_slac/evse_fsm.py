@@ -162,8 +162,6 @@ class EvseMachine(Machine):
         if req.application_type != 0 or req.security_type != 0:
             self.ignore(frame, f"application {req.application_type} / security {req.security_type} not supported")
             return
-        if self.state in (S.JOINING, S.MATCHED):
-            self.emit(LinkDown("the car restarted SLAC"))
         self.cancel_all()
         self.run_id = req.run_id
         self.pev_mac = self.peer_mac = frame.src
@@ -220,6 +218,14 @@ class EvseMachine(Machine):
                     return
                 if state is not S.WAIT_PARM_REQ and frame.src == self.pev_mac and body.run_id == self.run_id:
                     return  # a repetition of the request we answered already
+                if state in (S.JOINING, S.MATCHED):
+                    # the car starts over: a new session gets a new key, then the request is answered
+                    self.emit(LinkDown("the car restarted SLAC"))
+                    self.cancel_all()
+                    self.early_parm = (frame, body)
+                    self._set_key()
+                    self.go(S.SET_KEY, "CM_SLAC_PARM.REQ while matched")
+                    return
                 self._parm_req(frame, body)
             case StartAttenCharInd() if state is S.WAIT_START_ATTEN:
                 if not self._from_pev(frame, body.run_id):
@@ -279,6 +285,14 @@ class EvseMachine(Machine):
                     assert self.pev_mac is not None and self.nid is not None
                     self.emit(LinkUp(self.pev_mac, self.nid))
                     self.go(S.MATCHED, "link up")
+                    self.supervise()
+            case LinkStatusCnf() if state is S.MATCHED:
+                if self._from_modem(frame) and not body.up:
+                    # the car left (or our modem lost its key): a fresh key for the next matching
+                    self.emit(LinkDown("modem reports the link down"))
+                    self.cancel_all()
+                    self._set_key()
+                    self.go(S.SET_KEY, "link lost")
             case _:
                 self.ignore(frame, "not expected in this state")
 
@@ -311,6 +325,8 @@ class EvseMachine(Machine):
                 self._back_to_wait_parm("no CM_SLAC_MATCH.REQ within TT_EVSE_match_session (another EVSE chosen?)")
             case (T.T_link_status_poll, S.JOINING):
                 self._poll_link()
+            case (T.T_link_supervision, S.MATCHED):
+                self.poll_supervision()
             case (T.TT_match_join, S.JOINING):
                 self.last_error = "the car did not join the logical network within TT_match_join"
                 self.emit(Failed(self.last_error))

@@ -16,7 +16,7 @@ from typing import Any
 
 from ccsbus.log import EventLog, get_logger
 
-from .mme import LOCAL_MODEM, Frame, mac_text
+from .mme import LOCAL_MODEM, Frame, LinkStatusReq, mac_text
 from .settings import SlacSettings
 
 
@@ -33,6 +33,7 @@ class Timer(StrEnum):
     TT_match_join = "TT_match_join"
     T_link_status_poll = "T_link_status_poll"
     T_modem_response = "T_modem_response"
+    T_link_supervision = "T_link_supervision"
 
 
 # ---------------------------------------------------------------------------- events
@@ -161,6 +162,15 @@ class Machine:
 
     def emit(self, action: Action) -> None:
         self._out.append(action)
+
+    def supervise(self) -> None:
+        """While matched, ask the modem now and then whether the network still exists."""
+        if self.timers.T_link_supervision > 0:
+            self.timer(Timer.T_link_supervision, self.timers.T_link_supervision)
+
+    def poll_supervision(self) -> None:
+        self.send(Frame(dst=self.ctx.modem_mac, src=self.ctx.host_mac, body=LinkStatusReq(), mmv=0))
+        self.supervise()
 
     def ignore(self, frame: Frame, why: str) -> None:
         self.log.info("slac frame ignored", role=self.role, state=self.state.name, message=frame.name,

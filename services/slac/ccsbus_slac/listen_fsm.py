@@ -91,6 +91,12 @@ class ListenMachine(Machine):
                     assert self.peer_mac is not None and self.nid is not None
                     self.emit(LinkUp(self.peer_mac, self.nid))
                     self.go(S.JOINED, "link up")
+                    self.supervise()
+            case LinkStatusCnf() if self.state is S.JOINED and self._from_modem(frame):
+                if not body.up:
+                    self.emit(LinkDown("modem reports the link down"))
+                    self.nmk = None
+                    self.go(S.OBSERVING, "link lost")
             case _:
                 return  # listening: everything else is only observed
 
@@ -106,6 +112,8 @@ class ListenMachine(Machine):
                 self._set_key()
             case (T.T_link_status_poll, S.JOINING):
                 self._poll_link()
+            case (T.T_link_supervision, S.JOINED):
+                self.poll_supervision()
             case (T.TT_match_join, S.JOINING):
                 self.last_error = "could not join the observed network within TT_match_join"
                 self.emit(Failed(self.last_error))

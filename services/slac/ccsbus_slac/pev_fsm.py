@@ -282,6 +282,12 @@ class PevMachine(Machine):
                     assert self.chosen is not None and self.nid is not None
                     self.emit(LinkUp(self.chosen, self.nid))
                     self.go(S.MATCHED, "link up")
+                    self.supervise()
+            case LinkStatusCnf() if state is S.MATCHED:
+                if self._from_modem(frame) and not body.up:
+                    self.emit(LinkDown("modem reports the link down"))
+                    self.attempt = 0
+                    self._begin_attempt("link lost")
             case AttenCharInd() if state in (S.WAIT_MATCH_CNF, S.SET_KEY, S.JOINING, S.MATCHED):
                 return  # a late or repeated result of a charger we did not choose
             case SlacParmCnf() if state in (S.WAIT_MATCH_CNF, S.SET_KEY, S.JOINING, S.MATCHED):
@@ -331,6 +337,8 @@ class PevMachine(Machine):
                 self._set_key(self.nmk, self.nid)
             case (T.T_link_status_poll, S.JOINING):
                 self._poll_link()
+            case (T.T_link_supervision, S.MATCHED):
+                self.poll_supervision()
             case (T.TT_match_join, S.JOINING):
                 self._attempt_failed("link not up within TT_match_join")
             case _:

@@ -45,6 +45,9 @@ class SlacTimers:
     T_modem_response: float = setting(
         1.0, min=0.01, max=30,
         help="time a modem has to answer a management request")
+    T_link_supervision: float = setting(
+        1.0, min=0, max=60,
+        help="while matched, ask the modem this often whether the link is still up (0: never)")
 
 
 @dataclass(frozen=True)

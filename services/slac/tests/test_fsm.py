@@ -183,6 +183,23 @@ def test_unplug_takes_link_down_and_leaves_the_network() -> None:
     assert len(pev.ups) == 2 and pev.ups[1].nid != old_nid
 
 
+def test_lost_link_is_noticed_and_matching_starts_again() -> None:
+    sim = SimLoop(ports(0, 10))
+    pev = sim.add(0, "PEV", SETTINGS, PEV_MAC)
+    evse = sim.add(1, "EVSE", SETTINGS, EVSE_MACS[0])
+    start_all(sim)
+    sim.run(5.0, stop=lambda: bool(pev.ups and evse.ups))
+    first_nid = pev.ups[0].nid
+    lost_at = sim.now
+    sim.medium.modems[1].new_key(bytes(16), bytes(7), sim.now)  # e.g. the charger's modem rebooted
+    sim.run(lost_at + 5.0, stop=lambda: len(pev.ups) == 2 and len(evse.ups) == 2)
+    supervision = SETTINGS.timers.T_link_supervision
+    assert pev.downs and evse.downs
+    assert pev.machine.state is PevState.MATCHED and evse.machine.state is EvseState.MATCHED
+    assert pev.ups[1].nid == evse.ups[1].nid != first_nid
+    assert sim.now - lost_at < supervision + 1.5
+
+
 def test_listen_mode_learns_the_key_and_joins() -> None:
     sim = SimLoop(ports(0, 10, 10))
     pev = sim.add(0, "PEV", SETTINGS, PEV_MAC)
