@@ -114,3 +114,40 @@ def test_no_modem_is_reported_and_the_service_stays_up(mosquitto: Mosquitto,
             await task
 
     asyncio.run(main())
+
+
+def test_listen_stack_observes_the_match_and_joins(mosquitto: Mosquitto,
+                                                    probe_factory: Callable[[int], Probe]) -> None:
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe("ccsbus/+/slac/#")
+    stacks = [("ccsbus/evse", Role.EVSE), ("ccsbus/pev", Role.PEV), ("ccsbus/listen", Role.LISTEN)]
+
+    async def main() -> None:
+        vm = VirtualModem([PortConfig("udp", "127.0.0.1:0", atten=5) for _ in stacks])
+        await vm.open()
+        stopping = asyncio.Event()
+        tasks = []
+        for index, (base, role) in enumerate(stacks):
+            settings = SlacSettings(link="udp", udp_port=vm.ports[index].port)  # type: ignore[union-attr]
+            tasks.append(asyncio.create_task(serve(SPEC, stack_for(mosquitto.url, base, role), settings, stopping)))
+        try:
+            await asyncio.to_thread(probe.wait_for, payload_is("ccsbus/listen/slac/state", state="OBSERVING"), 10)
+            for base in ("ccsbus/evse", "ccsbus/pev"):
+                await asyncio.to_thread(probe.wait_for, payload_is(f"{base}/slac/state", state="IDLE"), 10)
+                probe.publish(f"{base}/cp/state", cp("B", 5), retain=True)
+            _, raw = await asyncio.to_thread(
+                probe.wait_for, payload_is("ccsbus/listen/slac/observed", message="CM_SLAC_MATCH.CNF"), 10)
+            observed = json.loads(raw)
+            assert len(observed["fields"]["nmk"]) == 32 and observed["fields"]["run_id"]
+            _, up = await asyncio.to_thread(probe.wait_for, payload_is("ccsbus/listen/slac/link", link="up"), 10)
+            _, pev_up = await asyncio.to_thread(probe.wait_for, payload_is("ccsbus/pev/slac/link", link="up"), 10)
+            assert json.loads(up)["nid"] == json.loads(pev_up)["nid"] == observed["fields"]["nid"]
+            messages = {json.loads(p)["message"] for t, p, _ in list(probe.seen)
+                        if t == "ccsbus/listen/slac/observed"}
+            assert {"CM_SLAC_PARM.REQ", "CM_MNBC_SOUND.IND", "CM_ATTEN_CHAR.IND"} <= messages
+        finally:
+            stopping.set()
+            await asyncio.gather(*tasks)
+            vm.close()
+
+    asyncio.run(main())
