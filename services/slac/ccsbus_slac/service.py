@@ -108,7 +108,11 @@ class SlacService:
             return
         if trigger and not self.cp_trigger and self.settings.auto_start and self.role != "LISTEN":
             self.request_start(f"CP state {state}, duty {duty:g} %")
-        self.cp_trigger = bool(trigger) or (self.cp_trigger and state in TRIGGER_STATES)
+        if trigger:
+            self.cp_trigger = True
+        elif isinstance(duty, int | float):
+            # 5 % withdrawn: the next 5 % is a new request for digital communication
+            self.cp_trigger = False
 
     def on_cmd(self, path: str, value: Any) -> None:
         cmd = value.get("cmd") if isinstance(value, dict) else None
