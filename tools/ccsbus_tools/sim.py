@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ V2G_FAULT_CASES = 20
 
 PLUG_IN_DUTY = 5.0  # the charger's PWM for digital communication: what makes the car see the plug
 NO_PWM = 100.0
+BETWEEN_SESSIONS = 1.0  # seconds between unplug and the next plug-in of a multi-session run
 SHUTDOWN_PATIENCE = 5.0  # seconds the sim waits for the car's safe shutdown before unplugging anyway
 
 
@@ -78,6 +80,7 @@ class SimOptions:
     plain: bool = False
     log_level: str = "INFO"
     services: tuple[str, ...] = STACK_SERVICES
+    sessions: int = 1
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,16 @@ def rss_kib(pid: int | None) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def fd_count(pid: int | None) -> int | None:
+    """Open file descriptors (sockets included) of a process, None when it is gone."""
+    if pid is None:
+        return None
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def decode_payload(payload: bytes) -> Any:
@@ -240,6 +253,7 @@ class Simulation:
         self.interrupted = False
         self.ready_at = 0.0
         self.ended_since: float | None = None
+        self.rounds: list[dict[str, Any]] = []
 
     def interrupt(self) -> None:
         self.interrupted = True
@@ -326,7 +340,13 @@ class Simulation:
             rss_start = self.rss()
             if self.opts.fault:
                 self._inject_fault(self.opts.fault)
-            exit_code, result_reason = await self._drive()
+            for number in range(1, self.opts.sessions + 1):
+                if number > 1:
+                    await self._next_session()
+                exit_code, result_reason = await self._drive()
+                self._note_round(number, exit_code, result_reason)
+                if exit_code != EXIT_OK:
+                    break
         except SimError as exc:
             result_reason = str(exc)
             exit_code = EXIT_SESSION_FAILED
@@ -341,7 +361,31 @@ class Simulation:
         result = SimResult(exit_code == EXIT_OK, exit_code, result_reason, self.out, self.recorder,
                            elapsed, rss_start, rss_end, exit_codes, pcap_frames)
         self._write_log(result)
+        if self.rounds:
+            (self.out / "sessions.json").write_text(json.dumps(self.rounds, indent=1))
         return result
+
+    def _note_round(self, number: int, exit_code: int, reason: str) -> None:
+        """One line per session of the run: its result and the processes' memory and descriptors."""
+        self.rounds.append({
+            "session": number, "result": "ok" if exit_code == EXIT_OK else "failed", "reason": reason,
+            "seconds": round(self.now(), 2), "phases": self.recorder.durations(),
+            "rss_kib": self.rss(), "fds": {n: fd_count(p.pid) for n, p in self.processes.items()},
+            "sim_fds": fd_count(os.getpid()), "sim_rss_kib": rss_kib(os.getpid()),
+        })
+        if self.view is not None and self.opts.sessions > 1:
+            self.view.round_done(self.rounds[-1])
+
+    async def _next_session(self) -> None:
+        """Start the next plug-in on the same running stacks with a fresh record."""
+        await asyncio.sleep(BETWEEN_SESSIONS)
+        self.t0 = time.monotonic()
+        self.recorder = SessionRecorder()
+        self.capture = PlcCapture()
+        if self.taps:
+            self.taps[0].sink = self.capture.homeplug
+        self.session_stopped_at = None
+        self.ended_since = None
 
     def _route_loop_errors(self) -> None:
         """Errors of in-process libraries (the embedded broker) go to logs/sim.log, not the view."""
@@ -475,6 +519,7 @@ class Simulation:
             ready_seconds=round(self.ready_at, 3),
             rss_kib={"start": result.rss_start, "end": result.rss_end},
             exit_codes=result.exit_codes,
+            pids={name: proc.pid for name, proc in self.processes.items()},
             pcap={"file": "session.pcap", "frames": result.pcap_frames,
                   "encode_failures": self.capture.encode_failures} if not self.opts.role_only else None,
         )
@@ -513,6 +558,8 @@ def parse_args(argv: list[str] | None) -> SimOptions:
     parser.add_argument("--broker", default="", help="broker URL (default: the embedded broker)")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     parser.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
+    parser.add_argument("--sessions", type=int, default=1,
+                        help="plug in this many times on the same running stacks (soak runs)")
     parser.add_argument("--plain", action="store_true",
                         help="plain line output instead of the live view (automatic without a terminal)")
     parser.add_argument("--log-level", default="INFO",
@@ -530,12 +577,14 @@ def parse_args(argv: list[str] | None) -> SimOptions:
         parser.error("SoC values are percentages from 0 to 100")
     if args.speed <= 0:
         parser.error("--speed must be positive")
+    if args.sessions < 1:
+        parser.error("--sessions must be at least 1")
     return SimOptions(protocol=args.protocol, target_soc=args.target_soc, start_soc=args.start_soc,
                       speed=args.speed, fault=args.fault,
                       role_only=Side(args.role_only.upper()) if args.role_only else None,
                       interface=args.interface, broker=args.broker, timeout=args.timeout,
                       out=args.out, plain=args.plain or not sys.stdout.isatty(),
-                      log_level=args.log_level)
+                      log_level=args.log_level, sessions=args.sessions)
 
 
 async def run_session(opts: SimOptions, view: Any = None) -> SimResult:

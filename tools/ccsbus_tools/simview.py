@@ -126,6 +126,15 @@ class SimView:
         if self.live is None:
             self.console.print(f"{t:7.2f} s  {phase.value}")
 
+    def round_done(self, info: dict[str, Any]) -> None:
+        rss = sum(v or 0 for v in info["rss_kib"].values()) / 1024
+        line = (f"session {info['session']}: {info['result']} ({info['reason']}), "
+                f"{info['seconds']:.1f} s, processes {rss:.0f} MiB")
+        if self.live is not None:
+            self.live.console.print(line)
+        else:
+            self.console.print(line)
+
     def update(self, sim: Simulation, t: float) -> None:
         if self.live is not None:
             self.live.update(status_panel(sim.recorder, self.opts, t))
