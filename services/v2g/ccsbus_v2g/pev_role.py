@@ -29,6 +29,7 @@ from .evcc import (
     AwaitCurrentBelow,
     EvccMachine,
     EvccSettings,
+    EvccState,
     EvInputs,
     Finished,
     PublishCharger,
@@ -277,6 +278,10 @@ class PevSession:
         assert machine is not None and self.protocol is not None
         schema = self.protocol
         while True:
+            if step.state is EvccState.SAFE_SHUTDOWN:
+                # the session is over: the charger learns it at once from the closed connection
+                # and ramps its current down while our hardware sequence runs
+                await client.close()
             await self._execute(step.actions)
             if step.request is None:
                 assert self.result is not None
