@@ -407,13 +407,13 @@ def _prune(states: list[list[Prod]]) -> list[list[Prod]]:
     for i, r in enumerate(reach):
         if r:
             newidx[i] = len(newidx)
-    out = []
-    for i, s in enumerate(states):
+    out: list[list[Prod]] = []
+    for i, prods in enumerate(states):
         if reach[i]:
-            for p in s:
+            for p in prods:
                 if p.next_state >= 0:
                     p.next_state = newidx[p.next_state]
-            out.append(s)
+            out.append(prods)
     return out
 
 

@@ -17,21 +17,34 @@ typedef struct {
     size_t pos;   /* bits written */
 } exi_writer;
 
-/* Read n <= 32 bits; returns 0, or -1 when the input is too short. */
+/* Read n <= 32 bits; returns 0, or -1 when the input is too short. Reads a 64-bit window
+ * (fewer bytes near the end) so that no value needs a loop. */
 static inline int exi_rd(exi_reader *r, unsigned n, uint32_t *out)
 {
-    uint32_t v = 0;
-    if (n > r->nbits - r->pos || r->pos > r->nbits)
+    size_t byte, left;
+    unsigned off;
+    uint64_t w = 0;
+    if (n > r->nbits - r->pos)
         return -1;
-    while (n) {
-        size_t byte = r->pos >> 3;
-        unsigned avail = 8u - (unsigned)(r->pos & 7u);
-        unsigned take = n < avail ? n : avail;
-        v = (v << take) | (((uint32_t)r->buf[byte] >> (avail - take)) & ((1u << take) - 1u));
-        r->pos += take;
-        n -= take;
+    if (n == 0) {
+        *out = 0;
+        return 0;
     }
-    *out = v;
+    byte = r->pos >> 3;
+    off = (unsigned)(r->pos & 7u);
+    left = (r->nbits >> 3) - byte;
+    if (left >= 8) {
+        const uint8_t *p = r->buf + byte;
+        w = ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
+            ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+            ((uint64_t)p[6] << 8) | (uint64_t)p[7];
+    } else {
+        size_t i;
+        for (i = 0; i < left; i++)
+            w |= (uint64_t)r->buf[byte + i] << (56u - 8u * i);
+    }
+    *out = (uint32_t)((w << off) >> (64u - n));
+    r->pos += n;
     return 0;
 }
 

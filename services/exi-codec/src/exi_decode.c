@@ -205,6 +205,11 @@ trunc:
     return fail(d->err, EXI_E_TRUNCATED, d->r.pos, "input ends inside a value of %s", d->where);
 }
 
+static const char *where_of(const dec *d, unsigned depth, const uint32_t *se_at)
+{
+    return depth ? d->s->names[d->doc->ev[se_at[depth - 1]].name] : "document";
+}
+
 static exi_event *push_event(dec *d)
 {
     if (d->doc->n_events >= EXI_MAX_EVENTS) {
@@ -223,6 +228,7 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
     uint16_t state[EXI_MAX_DEPTH];
     uint32_t se_at[EXI_MAX_DEPTH];
     unsigned depth = 0;
+    uint16_t cur;
     exi_event *ev;
     int rc;
 
@@ -271,71 +277,97 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
         state[0] = s->grammars[p->arg].init;
         se_at[0] = 0;
         depth = 1;
-        d.where = s->names[p->name];
     }
+    cur = state[0];
     while (depth) {
-        const exi_state *st = &s->states[state[depth - 1]];
+        const exi_state *st = &s->states[cur];
         const exi_prod *p;
         if (exi_rd(&d.r, st->bits, &code))
-            return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends inside %s", d.where);
+            return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends inside %s", where_of(&d, depth, se_at));
         if (code >= st->n)
             return fail(err, code == st->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, d.r.pos,
                         code == st->n ? "second-level event (xsi:type, xsi:nil or undeclared "
                                         "content) in %s"
                                       : "event code out of range in %s",
-                        d.where);
+                        where_of(&d, depth, se_at));
         p = &s->prods[st->first + code];
-        state[depth - 1] = p->next;
+        cur = p->next;
+        if (doc->n_events >= EXI_MAX_EVENTS)
+            return fail(err, EXI_E_CAPACITY, d.r.pos, "more than %u events (in %s)",
+                        EXI_MAX_EVENTS, where_of(&d, depth, se_at));
+        ev = &doc->ev[doc->n_events++];
+        ev->flags = 0;
+        ev->name = p->name;
+        ev->arg = p->arg;
+        ev->len = 0;
+        ev->v.i = 0;
         switch (p->kind) {
         case EXI_P_SE:
             if (depth >= EXI_MAX_DEPTH)
                 return fail(err, EXI_E_DEPTH, d.r.pos, "nesting deeper than %u at %s",
                             EXI_MAX_DEPTH, s->names[p->name]);
-            ev = push_event(&d);
-            if (!ev)
-                return EXI_E_CAPACITY;
             ev->kind = EXI_EV_SE;
             ev->flags = p->flags;
-            ev->name = p->name;
-            ev->arg = p->arg;
-            ev->len = 0;
-            ev->v.i = 0;
+            if (s->grammars[p->arg].kind == EXI_G_SIMPLE) {
+                /* simple type: the generator guarantees state 0 = [CH], state 1 = [EE] */
+                const exi_state *s0 = &s->states[s->grammars[p->arg].init];
+                const exi_prod *ch = &s->prods[s0->first];
+                uint32_t se = doc->n_events - 1;
+                exi_event *cv;
+                d.where = s->names[p->name];
+                if (doc->n_events + 2u > EXI_MAX_EVENTS)
+                    return fail(err, EXI_E_CAPACITY, d.r.pos, "more than %u events (in %s)",
+                                EXI_MAX_EVENTS, d.where);
+                if (exi_rd(&d.r, s0->bits, &code))
+                    return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends inside %s", d.where);
+                if (code != 0)
+                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, d.r.pos,
+                                "second-level or unknown event in %s", d.where);
+                cv = &doc->ev[doc->n_events++];
+                cv->kind = EXI_EV_CH;
+                cv->flags = 0;
+                cv->name = 0;
+                cv->arg = ch->arg;
+                cv->len = 0;
+                cv->v.i = 0;
+                if ((rc = rd_value(&d, ch->arg, cv)))
+                    return rc;
+                s0 = &s->states[ch->next];
+                if (exi_rd(&d.r, s0->bits, &code))
+                    return fail(err, EXI_E_TRUNCATED, d.r.pos, "input ends inside %s", d.where);
+                if (code != 0)
+                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, d.r.pos,
+                                "second-level or unknown event at the end of %s", d.where);
+                cv = &doc->ev[doc->n_events++];
+                memset(cv, 0, sizeof *cv);
+                cv->kind = EXI_EV_EE;
+                doc->ev[se].len = doc->n_events - 1;
+                break;
+            }
+            state[depth - 1] = cur;
             se_at[depth] = doc->n_events - 1;
-            state[depth] = s->grammars[p->arg].init;
+            cur = s->grammars[p->arg].init;
             depth++;
-            d.where = s->names[p->name];
             break;
         case EXI_P_AT:
         case EXI_P_CH:
-            ev = push_event(&d);
-            if (!ev)
-                return EXI_E_CAPACITY;
             ev->kind = p->kind == EXI_P_AT ? EXI_EV_AT : EXI_EV_CH;
-            ev->flags = 0;
-            ev->name = p->name;
-            ev->arg = p->arg;
-            ev->len = 0;
-            ev->v.i = 0;
+            d.where = s->names[doc->ev[se_at[depth - 1]].name];
             if ((rc = rd_value(&d, p->arg, ev)))
                 return rc;
             break;
         case EXI_P_EE:
-            ev = push_event(&d);
-            if (!ev)
-                return EXI_E_CAPACITY;
             ev->kind = EXI_EV_EE;
-            ev->flags = 0;
             ev->name = 0;
             ev->arg = 0;
-            ev->len = 0;
-            ev->v.i = 0;
             depth--;
             doc->ev[se_at[depth]].len = doc->n_events - 1;
             if (depth)
-                d.where = s->names[doc->ev[se_at[depth - 1]].name];
+                cur = state[depth - 1];
             break;
         default:
-            return fail(err, EXI_E_UNSUPPORTED, d.r.pos, "wildcard content in %s", d.where);
+            return fail(err, EXI_E_UNSUPPORTED, d.r.pos, "wildcard content in %s",
+                        where_of(&d, depth, se_at));
         }
     }
     /* DocEnd has ED as its only production: zero bits. The rest is padding. */
