@@ -28,6 +28,7 @@ from .mme import (
     Frame,
     LinkStatusCnf,
     LinkStatusReq,
+    Message,
     MnbcSoundInd,
     SetKeyCnf,
     SetKeyReq,
@@ -73,9 +74,8 @@ class EvseMachine(Machine):
         self.early_parm: tuple[Frame, SlacParmReq] | None = None
 
     # ------------------------------------------------------------------ message builders
-    def _frame(self, dst: bytes, body: object) -> Frame:
-        assert hasattr(body, "pack")
-        return Frame(dst=dst, src=self.ctx.host_mac, body=body)  # type: ignore[arg-type]
+    def _frame(self, dst: bytes, body: Message) -> Frame:
+        return Frame(dst=dst, src=self.ctx.host_mac, body=body)
 
     def _set_key(self) -> None:
         self.nmk = self.ctx.random_bytes(16)

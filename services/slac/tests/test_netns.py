@@ -146,3 +146,16 @@ def test_no_modem_gives_clear_error_within_configured_time(netns_bench: Callable
     assert time.monotonic() - t0 < 4
     for hint in ("pcap:eth1", "interface", "cable", "power", "PIB", "0.5 s"):
         assert hint in str(error["reason"])
+
+
+def test_listen_host_joins_the_observed_network(netns_bench: Callable[[int], NetnsBench]) -> None:
+    bench = netns_bench(3)
+    bench.start_vmodem(atten=[0, 10, 10])
+    pev, evse, listener = bench.agent(0, "PEV"), bench.agent(1, "EVSE"), bench.agent(2, "LISTEN")
+    for proc in (pev, evse, listener):
+        proc.wait_event("ready", 10)
+    up, _ = match(evse, pev)
+    joined = listener.wait_event("link_up", 10)
+    assert joined["nid"] == up["nid"]
+    assert joined["peer_mac"] == mac_text(bench.hosts[1].mac)
+    assert udp_crosses(bench, 0, 2)  # the listener is a member of the network now
