@@ -183,3 +183,88 @@ def test_service_process_on_udp_multicast(mosquitto: Any, probe_factory: Any,
         code = proc.stop()
         car.close()
     assert code == 0, (tmp_path / "can.log").read_text()[-2000:]
+
+
+class InThread:
+    """The service in its own event loop thread, stopped like SIGTERM would."""
+
+    def __init__(self, url: str, base: str, role: str, settings: CanSettings) -> None:
+        stack = load_config(env={"CCSBUS__BROKER__URL": url, "CCSBUS__BROKER__BASE_TOPIC": base,
+                                 "CCSBUS__ROLE": role})
+        self.loop = asyncio.new_event_loop()
+        self.stopping = asyncio.Event()
+        self.errors: list[BaseException] = []
+        coro = serve(SPEC, stack, settings, self.stopping)
+        self.thread = threading.Thread(target=lambda: _run(self.loop, coro, self.errors), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(5)
+
+
+def test_board_frames_on_an_evse_stack(mosquitto: Any, probe_factory: Any, car_channel: str) -> None:
+    base = "bench/can3"
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{base}/#")
+    for path, value in (("soc", "44"), ("target_voltage", "410"), ("target_current", "120"),
+                        ("charger_voltage", "405"), ("charger_current", "118"),
+                        ("evccid", "D83ADD123456"), ("enabled", "1")):
+        probe.publish(f"{base}/{path}", value, retain=True)
+    board_bus = can.Bus(interface="virtual", channel=car_channel)
+    service = InThread(mosquitto.url, base, "EVSE",
+                       replace(CanSettings(), interface="virtual", channel=car_channel,
+                               board_frames=True))
+    received: list[can.Message] = []
+    try:
+        probe.wait_payload(f"{base}/can/status", b"online")
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            msg = board_bus.recv(0.1)
+            if msg is not None:
+                received.append(msg)
+    finally:
+        service.stop()
+        board_bus.shutdown()
+    assert not service.errors
+    values = [m for m in received if m.arbitration_id == 0x679]
+    assert 30 <= len(values) <= 45  # 100 ms cycle over about 4 s
+    assert bytes(values[-1].data) == bytes.fromhex("9a01" "7800" "9501" "7600")
+    info = [m for m in received if m.arbitration_id == 0x678]
+    assert bytes(info[-1].data[:2]) == bytes([0x06, 44])  # power flowing, enabled; SoC 44
+    macs = [m for m in received if m.arbitration_id == 0x67A]
+    assert 1 <= len(macs) <= 2 and bytes(macs[-1].data[:6]) == bytes.fromhex("d83add123456")
+    state = json.loads(probe.wait_payload(f"{base}/can/state", None, 1))
+    assert state["profiles"] == ["board"]
+
+
+def test_bad_frames_and_missing_interface_are_reported(mosquitto: Any, probe_factory: Any,
+                                                       car_channel: str) -> None:
+    base = "bench/can4"
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{base}/#")
+    car = can.Bus(interface="virtual", channel=car_channel)
+    service = InThread(mosquitto.url, base, "PEV",
+                       replace(CanSettings(), interface="virtual", channel=car_channel))
+    try:
+        probe.wait_payload(f"{base}/can/state", None)  # the CAN side is up once the state comes
+        car.send(can.Message(arbitration_id=0x102, data=b"\x02\x90", is_extended_id=False))
+        error = json.loads(probe.wait_for(lambda t, p: t == f"{base}/can/error")[1])
+        assert "0x102" in error["reason"] and error["topic"] == "can:0x102"
+        assert error["payload"] == "0290"
+    finally:
+        service.stop()
+        car.shutdown()
+    assert not service.errors
+    # a CAN interface that is not there: reported, retried, and the service still stops cleanly
+    base = "bench/can5"
+    probe.subscribe(f"{base}/#")
+    service = InThread(mosquitto.url, base, "PEV",
+                       replace(CanSettings(), interface="socketcan", channel="ccsbusnone0"))
+    try:
+        error = json.loads(probe.wait_for(lambda t, p: t == f"{base}/can/error", 5)[1])
+        assert "cannot open CAN socketcan:ccsbusnone0" in error["reason"]
+    finally:
+        started = time.monotonic()
+        service.stop()
+    assert not service.errors and time.monotonic() - started < 2.0
