@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import json
+
 from .emit_c import Emitter
 from .grammar import SCHEMA_ENTRIES, load
+from .samples import message_samples
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCHEMAS = HERE.parents[2].parent / "shared" / "schemas"
 DEFAULT_OUT = HERE.parent / "generated"
+SAMPLES_OUT = HERE.parent / "tests" / "data"
 
 
 def generate(schemas: Path) -> dict[str, str]:
@@ -30,6 +34,13 @@ def generate(schemas: Path) -> dict[str, str]:
     return files
 
 
+def generate_samples(schemas: Path) -> dict[str, str]:
+    """File name -> JSON text of the sample trees of every message (see samples.py)."""
+    return {f"samples_{sid}.json":
+            json.dumps(message_samples(load(sid, schemas)), indent=1, ensure_ascii=False) + "\n"
+            for sid in SCHEMA_ENTRIES}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schemas", type=Path, default=DEFAULT_SCHEMAS)
@@ -39,6 +50,10 @@ def main() -> int:
     for name, text in generate(args.schemas).items():
         (args.out / name).write_text(text)
         print(f"wrote {args.out / name}")
+    SAMPLES_OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in generate_samples(args.schemas).items():
+        (SAMPLES_OUT / name).write_text(text)
+        print(f"wrote {SAMPLES_OUT / name}")
     return 0
 
 
