@@ -787,6 +787,20 @@ class Frame:
     def known(self) -> bool:
         return not isinstance(self.body, Unknown)
 
+    # FMI (first byte: fragment count - 1 in the high nibble, fragment number in the low one;
+    # second byte: fragmentation sequence number). SLAC messages are never fragmented.
+    @property
+    def fragment_count(self) -> int:
+        return ((self.fmi & 0xFF) >> 4) + 1
+
+    @property
+    def fragment_number(self) -> int:
+        return self.fmi & 0x0F
+
+    @property
+    def fragment_sequence(self) -> int:
+        return self.fmi >> 8
+
     def pack(self) -> bytes:
         mt = self.mmtype
         head = _fit(self.dst, 6, "dst") + _fit(self.src, 6, "src") + struct.pack("!H", ETHERTYPE_HPAV)

@@ -107,6 +107,13 @@ def test_bad_frames_raise_parse_error_naming_the_problem(data: bytes, words: str
         parse_frame(data)
 
 
+def test_fmi_fields() -> None:
+    plain = Frame(dst=BROADCAST, src=A, body=SlacParmReq(run_id=RUN)).pack()
+    frame = parse_frame(plain[:17] + bytes([0x21, 0x07]) + plain[19:])
+    assert (frame.fragment_count, frame.fragment_number, frame.fragment_sequence) == (3, 1, 7)
+    assert parse_frame(plain).fragment_count == 1
+
+
 def test_unknown_mmtype_is_kept_raw() -> None:
     data = b"\xff" * 12 + b"\x88\xe1\x01\x10\x60\x00\x00" + b"xyz" + bytes(40)
     frame = parse_frame(data)
