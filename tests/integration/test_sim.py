@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------ pure parts
 def test_plan_joins_the_two_stacks_through_the_cable_and_the_modem() -> None:
-    ports = Ports(evse_tap=101, pev_tap=102, evse_modem=201, pev_modem=202)
+    ports = Ports(evse_tap=101, pev_tap=102, evse_modem=201, pev_modem=202, sdp=40001)
     plans = plan_stacks(SimOptions(protocol="iso2", target_soc=70, speed=10), "mqtt://127.0.0.1:9", ports)
     evse, pev = plans
     assert (evse.side, evse.base, pev.side, pev.base) == (Side.EVSE, EVSE_BASE, Side.PEV, PEV_BASE)
@@ -44,6 +44,8 @@ def test_plan_joins_the_two_stacks_through_the_cable_and_the_modem() -> None:
     assert evse.env["CCSBUS__ROLE"] == "EVSE" and pev.env["CCSBUS__ROLE"] == "PEV"
     assert all(p.env["CCSBUS__BROKER__URL"] == "mqtt://127.0.0.1:9" for p in plans)
     assert "CCSBUS__V2G__FAULT" not in evse.env
+    # SDP on this run's own port, so simulations side by side on one machine never meet
+    assert evse.env["CCSBUS__V2G__SDP_PORT"] == pev.env["CCSBUS__V2G__EVCC__SDP_PORT"] == "40001"
 
 
 def test_plan_for_one_role_uses_the_real_interface() -> None:

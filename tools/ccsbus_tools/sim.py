@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,6 +98,16 @@ class Ports:
     pev_tap: int
     evse_modem: int
     pev_modem: int
+    sdp: int = 15118
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A free UDP port: each simulation's modem ports and SDP get their own, so runs side by side
+    on one machine never meet."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def fault_value(fault: str) -> tuple[str, str]:
@@ -141,8 +152,10 @@ def plan_stacks(opts: SimOptions, broker_url: str, ports: Ports | None) -> list[
                 "CCSBUS__SLAC__UDP_PORT": str(ports.evse_tap if side is Side.EVSE else ports.pev_tap),
                 "CCSBUS__HW__CABLE_PEER_BASE": peer,
                 "CCSBUS__V2G__INTERFACE": "lo",
-                # loopback has no multicast: the car asks the charger directly
+                # loopback has no multicast: the car asks the charger directly, on this run's port
                 "CCSBUS__V2G__EVCC__SDP_TARGET": "::1",
+                "CCSBUS__V2G__SDP_PORT": str(ports.sdp),
+                "CCSBUS__V2G__EVCC__SDP_PORT": str(ports.sdp),
             }
         plans.append(StackPlan(side, base, opts.services, stack_env(broker_url, base, side.value, extra)))
     return plans
@@ -309,7 +322,8 @@ class Simulation:
             url = self.embedded.url
         ports = None
         if not self.opts.role_only:
-            ports = Ports(free_port(), free_port(), free_port(), free_port())
+            ports = Ports(free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port(),
+                          free_udp_port("::1"))
         plans = plan_stacks(self.opts, url, ports)
         rss_start: dict[str, int | None] = {}
         result_reason = ""
