@@ -6,9 +6,8 @@ Usage (from services/exi-codec): python -m generator [--schemas DIR] [--out DIR]
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from .emit_c import Emitter
 from .grammar import SCHEMA_ENTRIES, load
