@@ -8,8 +8,11 @@ state machines never see transport details.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import os
+import socket
 from enum import Enum
 from typing import Any, Protocol
 
@@ -83,19 +86,32 @@ class MqttCodec:
         self.reply_to = f"exi/reply/{self.client}"
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        bus.subscribe(self.reply_to, self._on_reply)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # replies are ours alone (the topic names this instance): parse them in the MQTT thread
+        # and skip the contract check, one less step on the CurrentDemand path
+        bus.subscribe(self.reply_to, self._on_reply_raw, raw=True, in_network_thread=True)
+        bus.connection_changes.append(lambda up: set_nodelay(bus) if up else None)
+        set_nodelay(bus)
 
-    def _on_reply(self, path: str, value: Any) -> None:
+    def _on_reply_raw(self, path: str, raw: bytes) -> None:
+        """Runs in the MQTT network thread."""
+        try:
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return
         if not isinstance(value, dict):
             return
-        future = self._pending.pop(str(value.get("id")), None)
-        if future is not None and not future.done():
-            future.set_result(value)
+        future = self._pending.get(str(value.get("id")))
+        loop = self._loop
+        if future is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(_resolve, future, value)
 
     async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         corr = f"{self.client}-{next(self._ids)}"
         request = {"id": corr, "reply_to": self.reply_to, **request}
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._pending[corr] = future
         try:
             self.bus.publish("exi/request", request)
@@ -130,6 +146,24 @@ class MqttCodec:
             return bytes.fromhex(str(reply.get("hex")))
         except ValueError:
             raise CodecError("codec reply carries no hex", "reply") from None
+
+
+def _resolve(future: asyncio.Future[dict[str, Any]], value: dict[str, Any]) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def set_nodelay(bus: Bus) -> None:
+    """Switch off Nagle's algorithm on the broker connection.
+
+    A request/reply exchange of small publishes otherwise waits for the broker's delayed ACK:
+    ~40 ms per codec call instead of well under 1 ms (measured with mosquitto on loopback).
+    """
+    client = getattr(bus, "_client", None)
+    sock = client.socket() if client is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def make_codec(mode: CodecMode, bus: Bus, timeout: float = DEFAULT_TIMEOUT) -> Codec:
