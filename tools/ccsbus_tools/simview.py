@@ -63,7 +63,7 @@ def status_panel(rec: SessionRecorder, opts: SimOptions, elapsed: float) -> Pane
 
 def summary_table(result: SimResult) -> Table:
     rec = result.recorder
-    table = Table(title=f"session {'ended normally' if result.ok else 'FAILED'}: {result.reason}",
+    table = Table(title="session ended normally" if result.ok else f"session FAILED: {result.reason}",
                   title_style="bold green" if result.ok else "bold red")
     table.add_column("phase")
     table.add_column("start s", justify="right")
