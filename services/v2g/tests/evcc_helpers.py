@@ -519,6 +519,25 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def plug_in(evse: Recorder, timeout: float = 10.0) -> None:
+    """The charger's 5 % PWM is the plug-in the car's power stage sees.
+
+    Repeated until the charger's cp/state shows it: a command sent the moment the hw service
+    says `online` can arrive before the service has subscribed to hw/cmd.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        evse.publish("hw/cmd", json.dumps({"cmd": "pwm", "value": PLUG_IN_DUTY}))
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            for payload in evse.values("cp/state"):
+                state = json.loads(payload) if payload else {}
+                if state.get("duty") == PLUG_IN_DUTY and state.get("state") in ("B", "C"):
+                    return
+            time.sleep(0.02)
+    raise TimeoutError(f"the charger's CP never showed {PLUG_IN_DUTY} % duty with a car in B")
+
+
 @dataclass
 class StackRun:
     end: dict[str, Any]
@@ -540,9 +559,7 @@ def run_stacks(broker_port: int, workdir: Any, protocol: str, fault: str = "",
         stacks.start(["EVSE-exi", "EVSE-hw", "PEV-exi", "PEV-hw", "EVSE-v2g"])
         wait_status(evse_rec, ["exi", "hw", "v2g"], 30)
         wait_status(pev_rec, ["exi", "hw"], 30)
-        # the charger's 5 % PWM is the plug-in the car's power stage sees
-        evse_rec.publish("hw/cmd", json.dumps({"cmd": "pwm", "value": PLUG_IN_DUTY}))
-        time.sleep(0.3)
+        plug_in(evse_rec)
         stacks.start(["PEV-v2g"])
         try:
             end = pev_rec.wait_session_end(timeout)
