@@ -51,11 +51,12 @@ def build_settings(args: argparse.Namespace) -> SlacSettings:
 
 async def run(args: argparse.Namespace, settings: SlacSettings) -> int:
     driver = Driver(args.role, make_link(settings), settings)
+    began = time.monotonic()
     try:
         await driver.open()
         info = await driver.discover()
     except (LinkError, ModemNotFound) as exc:
-        emit("error", reason=str(exc))
+        emit("error", reason=str(exc), waited=round(time.monotonic() - began, 3))
         await driver.close()
         return EXIT_NO_MODEM
 

@@ -84,7 +84,7 @@ def test_pev_matches_evse_across_namespaces_and_ipv6_flows_only_after(
     # re-plug works at once (no fixed sleep after CM_SET_KEY)
     t0 = time.monotonic()
     up_again, _ = match(evse, pev)
-    assert up_again["nid"] != up_pev["nid"] and time.monotonic() - t0 < 3
+    assert up_again["nid"] != up_pev["nid"] and time.monotonic() - t0 < 5  # far below a 10 s settle sleep
 
 
 def test_pev_picks_the_right_evse_of_three_across_namespaces(netns_bench: Callable[[int], NetnsBench]) -> None:
@@ -138,12 +138,11 @@ def test_wrong_run_id_is_ignored_across_namespaces(netns_bench: Callable[[int], 
 
 def test_no_modem_gives_clear_error_within_configured_time(netns_bench: Callable[[int], NetnsBench]) -> None:
     bench = netns_bench(1)  # no vmodem: nothing answers on the cable
-    t0 = time.monotonic()
     agent = bench.agent(0, "EVSE", "modem_discovery_timeout=0.5")
-    error = agent.wait_event("error", 10)
+    error = agent.wait_event("error", 15)
     assert agent.popen.wait(5) == 3
-    # process start and imports are included; discovery itself is bounded by the setting
-    assert time.monotonic() - t0 < 4
+    # from opening the link to the error: the configured time (plus scheduling slack on a busy machine)
+    assert 0.5 <= float(error["waited"]) < 1.5
     for hint in ("pcap:eth1", "interface", "cable", "power", "PIB", "0.5 s"):
         assert hint in str(error["reason"])
 
