@@ -101,7 +101,7 @@ def test_no_modem_is_reported_and_the_service_stays_up(mosquitto: Mosquitto,
         try:
             t0 = time.monotonic()
             _, raw = await asyncio.to_thread(probe.wait_for, payload_is("ccsbus/x/slac/state", state="NO_MODEM"), 5)
-            assert time.monotonic() - t0 < 3
+            assert time.monotonic() - t0 < 5
             assert "PIB" in json.loads(raw)["last_error"]
             _, err = await asyncio.to_thread(probe.wait_for, lambda t, p: t == "ccsbus/x/slac/error", 5)
             assert "no HomePlug modem answered" in json.loads(err)["reason"]
