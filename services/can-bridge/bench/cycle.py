@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import threading
@@ -70,7 +71,7 @@ def main() -> int:
     thread.join(5)
     client.loop_stop()
     car.shutdown()
-    periods = sorted((b - a) * 1000 for a, b in zip(arrivals[5:], arrivals[6:], strict=False))
+    periods = sorted((b - a) * 1000 for a, b in itertools.pairwise(arrivals[5:]))
     if not periods:
         print("no 0x109 frames received")
         return 1
