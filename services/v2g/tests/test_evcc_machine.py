@@ -58,7 +58,7 @@ def settings(**changes: Any) -> EvccSettings:
     return replace(EvccSettings(), **changes)
 
 
-def run_session(machine: EvccMachine, charger: Charger, inputs: EvInputs,
+def run_session(machine: EvccMachine, charger: Any, inputs: EvInputs,
                 tamper: Any = None, limit: int = 400) -> list[Step]:
     """Feed the machine until it ends; `tamper(step, response)` may alter or drop a response."""
     now = 0.0
@@ -144,7 +144,7 @@ def test_current_demand_carries_inputs_and_is_paced(protocol: str) -> None:
     inputs = EvInputs(battery_voltage=360, target_voltage=400, target_current=55, soc=40)
     steps = run_session(machine, Charger(protocol), inputs)
     demand = [st for st in steps if st.name == "CurrentDemandReq"]
-    body = demand[1].request["V2G_Message"]["Body"]["CurrentDemandReq"]  # type: ignore[index]
+    body = demand[1].request["V2G_Message"]["Body"]["CurrentDemandReq"]
     assert body["EVTargetCurrent"] == from_float(55, "A", protocol)
     assert body["EVTargetVoltage"] == from_float(400, "V", protocol)
     assert body["DC_EVStatus"]["EVRESSSOC"] == 40
@@ -191,7 +191,7 @@ def test_inlet_measurement_gates_the_relay(protocol: str) -> None:
     steps = run_session(machine, Charger(protocol), inputs)
     assert machine.state is EvccState.SAFE_SHUTDOWN
     assert SetRelay("on") not in actions(steps)
-    assert "V2G_EVCC_PreCharge_Timeout" in machine.finished.reason  # type: ignore[union-attr]
+    assert "V2G_EVCC_PreCharge_Timeout" in machine.finished.reason
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -226,7 +226,7 @@ def test_user_stop_during_charging_ends_normally(protocol: str) -> None:
     steps = run_session(machine, Charger(protocol), inputs, stop)
     assert machine.state is EvccState.FINISHED
     stop_req = [st for st in steps if st.name == "PowerDeliveryReq"][-1]
-    body = stop_req.request["V2G_Message"]["Body"]["PowerDeliveryReq"]  # type: ignore[index]
+    body = stop_req.request["V2G_Message"]["Body"]["PowerDeliveryReq"]
     if protocol == "din":
         assert body["ReadyToChargeState"] is False
     else:
@@ -332,7 +332,7 @@ def test_cable_check_timeout_bounds_an_endless_ongoing(protocol: str) -> None:
     charger = Charger(protocol, cable_check_ongoing=10_000)
     run_session(machine, charger, EvInputs(battery_voltage=360, soc=40))
     assert machine.state is EvccState.SAFE_SHUTDOWN
-    assert "V2G_EVCC_CableCheck_Timeout" in machine.finished.reason  # type: ignore[union-attr]
+    assert "V2G_EVCC_CableCheck_Timeout" in machine.finished.reason
     # repetitions every ongoing_repeat_delay (+10 ms answer) within 0.5 s
     assert 5 <= charger.received.count("CableCheckReq") <= 12
 
@@ -346,7 +346,7 @@ def test_communication_setup_timeout_bounds_session_setup(protocol: str) -> None
     assert step.timeout == pytest.approx(0.2)
     end = machine.on_timeout(0.3)
     assert end.state is EvccState.SAFE_SHUTDOWN
-    assert "V2G_EVCC_CommunicationSetup_Timeout" in machine.finished.reason  # type: ignore[union-attr]
+    assert "V2G_EVCC_CommunicationSetup_Timeout" in machine.finished.reason
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -64,7 +64,7 @@ def run_pev(bench: Bench, secc: Any, settings_changes: dict[str, Any] | None = N
         settings = H.PevOnlySettings(
             evcc=H.fast_settings(secc.udp_port, **(settings_changes or {})))
         try:
-            return await H.run_pev_role(  # type: ignore[no-any-return]
+            return await H.run_pev_role(
                 bench.port, bench.base, settings, bench.recorder,
                 None if during is None else (lambda: during(bench)), timeout)
         finally:
