@@ -76,6 +76,7 @@ class HwController:
         self.bus_battery_voltage: float | None = None
         self.bus_current = 0.0
         self._applied: Outputs | None = None
+        self._car_connected = False
         self._last_tick: float | None = None
         self.watch_only = isinstance(backend, MqttBackend)
 
@@ -168,16 +169,24 @@ class HwController:
         meas = self.measure()
         if self._applied is None:
             self.machine.recover(now, meas)
+        self._auto_pwm(meas.cp_state)
         out = self.machine.step(now, meas)
         self._apply(out)
         for event in self.machine.drain_events():
-            self.log.info("safety event", kind=event.event, reason=event.reason, step=event.step)
             self.publish("hw/safety", event.as_payload(self.wall()))
         for reason in self.backend.drain_errors():
             self.log.warning("bad input from the board", reason=reason)
             self.report_error(reason, None)
         self._publish_state(now, meas, out)
         return out
+
+    def _auto_pwm(self, cp_state: str | None) -> None:
+        if self.side is not Side.EVSE or not self.settings.auto_pwm or cp_state is None:
+            return
+        connected = cp_state in ("B", "C", "D")
+        if connected != self._car_connected:
+            self._car_connected = connected
+            self.machine.request_pwm(5.0 if connected else 100.0)
 
     def _apply(self, out: Outputs) -> None:
         prev = self._applied

@@ -17,16 +17,17 @@ Every refusal and every autonomous action is one `SafetyEvent`.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from ccsbus.log import get_logger
+
 from .settings import SafetySettings
 
-_log = logging.getLogger("ccsbus.hw.safety")
+_log = get_logger("hw.safety")
 
 
 class Side(Enum):
@@ -259,7 +260,7 @@ class SafetyMachine:
     def _emit(self, now: float, event: str, reason: str, step: str | None = None,
               **data: Any) -> None:
         ev = SafetyEvent(event, reason, now, step, data)
-        _log.info("safety %s: %s%s", event, reason, f" ({step})" if step else "")
+        _log.info("safety event", kind=event, reason=reason, step=step, **data)
         self.events.append(ev)
 
     def _blocked(self) -> str | None:
@@ -281,7 +282,8 @@ class SafetyMachine:
                 self._rearm(now)
                 self._begin_opening(now)
             case Req.LOCK if req.value:
-                if self.shutdown_active:
+                if self.shutdown_active or self.latched:
+                    # a stale lock request must not keep the cable captive after a shutdown
                     self._refuse(now, "lock", self._blocked() or "safe shutdown running")
                     return
                 if not self.out.lock:

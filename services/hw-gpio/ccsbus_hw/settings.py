@@ -101,6 +101,9 @@ class HwSettings:
         help="dieter: inlet volts per count of the board's A0 reading; must be calibrated (> 0) "
              "because the lock releases on this measurement")
     relay2: bool = setting(True, help="dieter: drive the board's second relay with the first")
+    auto_pwm: bool = setting(
+        True, help="EVSE: 5 % CP PWM (digital communication) while a car is connected (B/C/D), "
+                   "no PWM in state A; hw/cmd pwm overrides it until the next plug-in")
     cable_peer_base: str = setting(
         "", help="sim: base topic of the other stack (e.g. ccsbus/pev) whose hw/state and cp/state "
                  "form the simulated cable; empty: a built-in counterpart")

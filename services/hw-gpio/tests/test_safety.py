@@ -160,12 +160,13 @@ def test_latch_refuses_stale_requests_until_rearmed() -> None:
     m.request_cp("C")
     m.request_contactors(True)  # a retained "on" of the dead instance
     out = m.step(2.0, PRECHARGED)
-    assert out.contactor is Contactor.OPEN and out.cp == "B"
+    assert out.contactor is Contactor.OPEN and out.cp == "B" and not out.lock
     refused = [e.reason for e in m.drain_events() if e.event == "refused"]
-    assert len(refused) == 2 and all("latched" in r for r in refused)
+    assert len(refused) == 3 and all("latched" in r for r in refused)
     m.request_contactors(False)
     m.step(2.1, PRECHARGED)
     assert not m.latched
+    m.request_lock(True)
     m.request_contactors(True)
     assert m.step(2.2, PRECHARGED).contactor is Contactor.CLOSED
 
