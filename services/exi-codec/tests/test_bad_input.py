@@ -75,7 +75,7 @@ def test_error_names_element_and_offset() -> None:
 def test_random_bytes_never_crash() -> None:
     rng = random.Random(1234)
     seen = set()
-    for _ in range(20000):
+    for _ in range(5000):
         schema = rng.choice(ccsbus_exi.SCHEMAS)
         data = bytes([0x80]) + os.urandom(0) + rng.randbytes(rng.randrange(0, 64))
         try:
@@ -146,7 +146,7 @@ def test_encode_json_errors() -> None:
         assert info.value.name in ("json", "structure")
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(schema=st.sampled_from(ccsbus_exi.SCHEMAS), data=st.binary(max_size=200))
 def test_hypothesis_arbitrary_bytes(schema: str, data: bytes) -> None:
     try:
@@ -158,7 +158,7 @@ def test_hypothesis_arbitrary_bytes(schema: str, data: bytes) -> None:
     assert ccsbus_exi.decode(schema, ccsbus_exi.encode(schema, tree)) == tree
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(pos=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7),
        schema=st.sampled_from(["din", "iso2"]))
 def test_hypothesis_bit_flips(pos: int, bit: int, schema: str) -> None:
@@ -179,7 +179,7 @@ json_values = st.recursive(
     max_leaves=30)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(schema=st.sampled_from(ccsbus_exi.SCHEMAS), value=json_values)
 def test_hypothesis_arbitrary_trees(schema: str, value: object) -> None:
     for tree in (value, {"V2G_Message": value}, {"supportedAppProtocolReq": value}):
