@@ -351,7 +351,7 @@ async def run(ctx: ServiceContext[Any]) -> None:
         if isinstance(value, dict):
             state.hw = value
             inlet = value.get("inlet_voltage")
-            if isinstance(inlet, int | float) and state.inputs.inlet_voltage is None:
+            if isinstance(inlet, int | float):  # the same measurement as `inlet_voltage`
                 state.inputs.inlet_voltage = float(inlet)
 
     def on_cmd(path: str, value: Any) -> None:

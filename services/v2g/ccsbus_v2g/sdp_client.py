@@ -94,6 +94,14 @@ async def discover(
         if res.transport is not sdp.Transport.TCP:
             log.warning("sdp response offers no TCP", source=addr[0])
             return
+        if res.security is not security:
+            # a TLS port spoken to in plain TCP (or the reverse) fails later with a vaguer error
+            text = (f"SDP response from {addr[0]} offers {res.security.name}, "
+                    f"we asked for {security.name}")
+            log.warning("sdp security mismatch", source=addr[0], offered=res.security.name)
+            if on_error is not None:
+                on_error(text)
+            return
         if not answer.done():
             res_scope = scope if res.address.is_link_local else 0
             answer.set_result(SdpResult(res, res_scope, sent))

@@ -164,6 +164,7 @@ class ScriptedSecc:
         self.charger: Charger | None = None
         self.protocol: str | None = None
         self.counts: dict[str, int] = {}
+        self.connections = 0
         self.sdp: asyncio.BaseTransport | None = None
         self.server: asyncio.Server | None = None
         self.udp_port = 0
@@ -192,6 +193,8 @@ class ScriptedSecc:
         import ccsbus_exi
 
         frames = v2gtp.V2gtpReader()
+        self.protocol = None  # every connection starts with the handshake
+        self.connections += 1
         try:
             while True:
                 data = await reader.read(65536)
@@ -201,12 +204,13 @@ class ScriptedSecc:
                     if self.protocol is None:
                         req = ccsbus_exi.decode("apphand", payload)
                         entries = req["supportedAppProtocolReq"]["AppProtocol"]
-                        wanted = self.charger_args.pop("protocol", None)
+                        args = dict(self.charger_args)
+                        wanted = args.pop("protocol", None)
                         chosen = next(e for e in entries
                                       if wanted is None or
                                       e["ProtocolNamespace"] == apphand.PROTOCOLS[wanted].namespace)
                         self.protocol = apphand.BY_NAMESPACE[chosen["ProtocolNamespace"]].schema
-                        self.charger = Charger(self.protocol, **self.charger_args)
+                        self.charger = Charger(self.protocol, **args)
                         res = {"supportedAppProtocolRes": {
                             "ResponseCode": "OK_SuccessfulNegotiation",
                             "SchemaID": chosen["SchemaID"]}}

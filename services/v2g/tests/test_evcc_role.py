@@ -56,13 +56,15 @@ def bench(mosquitto: Any) -> Iterator[Bench]:
 
 
 def run_pev(bench: Bench, secc: Any, settings_changes: dict[str, Any] | None = None,
-            during: Any = None, timeout: float = 20.0) -> dict[str, Any]:
+            during: Any = None, timeout: float = 20.0,
+            wait_for_link: bool = False) -> dict[str, Any]:
     """Start the scripted SECC and the PEV role; return the final v2g/session payload."""
 
     async def main() -> dict[str, Any]:
         await secc.start()
         settings = H.PevOnlySettings(
-            evcc=H.fast_settings(secc.udp_port, **(settings_changes or {})))
+            evcc=H.fast_settings(secc.udp_port, **(settings_changes or {})),
+            wait_for_link=wait_for_link)
         try:
             return await H.run_pev_role(
                 bench.port, bench.base, settings, bench.recorder,
@@ -140,3 +142,27 @@ def _wait_value(recorder: Any, path: str, value: str, timeout: float = 10.0) -> 
             return True
         time.sleep(0.02)
     raise TimeoutError(f"{path} never was {value}")
+
+
+def test_pev_role_follows_the_plc_link(bench: Bench) -> None:
+    """With wait_for_link, a session starts per link-up; a link-down mid-charge is a fault."""
+    secc = H.ScriptedSecc(protocol="iso2")
+    link = "slac/link"
+
+    async def plug_cycle(b: Bench) -> None:
+        rec = b.recorder
+        await asyncio.sleep(0.5)
+        assert rec.values("fsm_state") == []  # nothing happens before the link is up
+        rec.publish(link, json.dumps({"link": "up", "interface": "lo", "time": 1.0}), retain=True)
+        await asyncio.to_thread(_wait_value, rec, "fsm_state", "WaitCurrentDemandRes")
+        rec.publish(link, json.dumps({"link": "down", "time": 2.0}), retain=True)
+        first = await asyncio.to_thread(rec.wait_session_end, 10.0)
+        assert first["state"] == "SafeShutdown"
+        assert first["last_error"] == "PLC link down"
+        rec.messages.clear()
+        rec.publish(link, json.dumps({"link": "up", "interface": "lo", "time": 3.0}), retain=True)
+
+    end = run_pev(bench, secc, {"max_charge_time": 0.5}, during=plug_cycle, wait_for_link=True)
+    assert end["state"] == "Finished", end
+    assert secc.connections == 2
+    assert H.check_shutdown_order(bench.recorder.events()) == ""

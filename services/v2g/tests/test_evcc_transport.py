@@ -191,3 +191,28 @@ def test_tcp_client_reports_reset_and_close() -> None:
         server.close()
 
     asyncio.run(main())
+
+
+def test_sdp_client_skips_an_answer_with_other_security() -> None:
+    class TlsThenPlain(ScriptedSdp):
+        def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+            self.requests.append(data)
+            assert self.transport is not None
+            security = sdp.Security.TLS if len(self.requests) == 1 else sdp.Security.NO_TLS
+            res = sdp.SdpResponse(ipaddress.IPv6Address("::1"), 40000 + len(self.requests),
+                                  security)
+            self.transport.sendto(sdp.response_frame(res), addr)
+
+    async def main() -> None:
+        proto = TlsThenPlain()
+        transport, port = await start_sdp(proto)
+        errors: list[str] = []
+        try:
+            found = await discover("::1", port=port, interval=0.03, on_error=errors.append)
+        finally:
+            transport.close()
+        assert found.response.port == 40002
+        assert found.response.security is sdp.Security.NO_TLS
+        assert errors == ["SDP response from ::1 offers TLS, we asked for NO_TLS"]
+
+    asyncio.run(main())
