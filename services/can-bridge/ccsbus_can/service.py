@@ -11,7 +11,7 @@ from typing import Any
 import can
 
 from ccsbus.bus import PublishRefused
-from ccsbus.config import setting
+from ccsbus.config import ConfigError, setting
 from ccsbus.lifecycle import ServiceContext, ServiceSpec
 
 from .bridge import (
@@ -58,6 +58,13 @@ class CanSettings:
         BatteryVoltageSource.TARGET_VOLTAGE,
         help="which car value becomes battery_voltage (CHAdeMO has no present battery voltage)")
     state_interval: float = setting(1.0, min=0.1, max=60, help="can/state heartbeat in seconds")
+
+    def __post_init__(self) -> None:
+        known = sorted(can.interfaces.VALID_INTERFACES)
+        if self.interface not in known:
+            raise ConfigError("can.interface", self.interface,
+                              f"a python-can interface ({', '.join(known)}); the CAN device itself "
+                              "(e.g. can0) goes in can.channel")
 
 
 def open_bus(settings: CanSettings) -> can.BusABC:

@@ -20,3 +20,5 @@ def test_bad_values_name_the_key() -> None:
         parse_dataclass(CanSettings, {"cycle_ms": 5}, "can")
     with pytest.raises(ConfigError, match="can.battery_voltage_source"):
         parse_dataclass(CanSettings, {"battery_voltage_source": "inlet"}, "can")
+    with pytest.raises(ConfigError, match=r"can.interface.*goes in can.channel"):
+        parse_dataclass(CanSettings, {"interface": "can0"}, "can")
