@@ -47,3 +47,17 @@ def test_slow_server_hits_the_timeout(fake_factory: Any) -> None:
 def test_not_an_http_url() -> None:
     with pytest.raises(http.HttpError, match="not an http"):
         asyncio.run(http.request("GET", "ftp://x/ev_state", 1.0))
+
+
+def test_stand_in_keeps_the_larger_energy_values(smartevse: Any) -> None:
+    async def exchange() -> list[dict[str, Any]]:
+        bodies = []
+        for capacity, request in ((60000, 30000), (50000, 35000)):
+            url = (f"{smartevse.url}?current_soc=40&full_soc=-1&energy_capacity={capacity}"
+                   f"&energy_request={request}")
+            bodies.append(json.loads((await http.request("POST", url, 2.0)).body))
+        return bodies
+
+    first, second = asyncio.run(exchange())
+    assert (first["energy_capacity"], first["energy_request"]) == (60000, 30000)
+    assert (second["energy_capacity"], second["energy_request"]) == (60000, 35000)
