@@ -31,7 +31,7 @@ def peer_view_from(side: Side, hw_state: dict[str, Any] | None, cp_state: dict[s
                    online: bool = True) -> PeerView:
     """Map the peer's published state to what this side of the cable sees (pure)."""
     if hw_state is None or not online:
-        return PeerView(cp_state="A" if cp_state is None else str(cp_state.get("state", "A")))
+        return PeerView(cp_state="A", present=False)  # no peer on the cable: unplugged
     closed = hw_state.get("contactors") in ("closed", "opening")
     if side is Side.EVSE:  # the peer is the car: its battery is behind its contactors
         voltage = hw_state.get("battery_voltage", hw_state.get("inlet_voltage", 0.0))

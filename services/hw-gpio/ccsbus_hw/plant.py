@@ -32,6 +32,7 @@ class PeerView:
     current: float = 0.0       # EVSE peer: the current it delivers
     cp_state: str = "A"        # the car's CP state (what an EVSE measures)
     duty: float = 100.0        # the charger's PWM duty (what a car measures)
+    present: bool = True       # the cable connects the two sides (the car is plugged in)
 
 
 def _slew(value: float, target: float, rate: float, dt: float) -> float:
@@ -165,7 +166,8 @@ class VirtualCar:
 
     def view(self) -> PeerView:
         return PeerView(contactors_closed=self.battery.contactors_closed,
-                        voltage=self.battery.battery_voltage, cp_state=self.cp_state)
+                        voltage=self.battery.battery_voltage, cp_state=self.cp_state,
+                        present=self.cp_state != "A")
 
     def step(self, dt: float, evse: EvsePlant) -> None:
         evse_view = PeerView(contactors_closed=evse.contactors_closed, voltage=evse.supply_voltage,
@@ -189,7 +191,8 @@ class VirtualCharger:
         return PeerView(contactors_closed=self.supply.contactors_closed,
                         voltage=self.supply.cable_voltage if self.supply.contactors_closed
                         else self.supply.supply_voltage,
-                        current=self.supply.current, duty=5.0 if self.plugged else 100.0)
+                        current=self.supply.current, duty=5.0 if self.plugged else 100.0,
+                        present=self.plugged)
 
     def step(self, dt: float, car: PevPlant, car_cp: str, target_current: float) -> None:
         active = self.plugged and car_cp == "C"

@@ -156,4 +156,5 @@ def test_peer_view_mapping() -> None:
     view = peer_view_from(Side.PEV, charger_state, {"state": "C", "duty": 5, "time": 1})
     assert view == PeerView(contactors_closed=True, voltage=310.0, current=12.5, duty=5.0)
     gone = peer_view_from(Side.PEV, charger_state, {"state": "C", "duty": 5}, online=False)
-    assert not gone.contactors_closed and gone.current == 0.0
+    assert not gone.contactors_closed and gone.current == 0.0 and not gone.present
+    assert peer_view_from(Side.EVSE, None, {"state": "C"}).cp_state == "A"  # stale car: unplugged

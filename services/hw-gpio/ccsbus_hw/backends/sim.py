@@ -34,12 +34,13 @@ class SimBackend(HwBackend):
         self.cable_check = False
         self.supply_enabled = False
         self.faults: set[Fault] = set()
-        self._peer_view = PeerView()
         self.evse = EvsePlant(cfg, faults=self.faults)
         self.pev = PevPlant(cfg, faults=self.faults)
         self.car = VirtualCar(PevPlant(cfg), cp_state="B" if cfg.plugged else "A",
                               precharge_delta=precharge_delta)
         self.charger = VirtualCharger(EvsePlant(cfg), plugged=cfg.plugged)
+        self._peer_view = (PeerView(cp_state="A", present=False) if peer is not None
+                           else self.car.view() if side is Side.EVSE else self.charger.view())
 
     # ---- outputs
     def set_cp_state(self, state: str) -> None:
@@ -103,9 +104,8 @@ class SimBackend(HwBackend):
     def read_cp(self) -> CpReading:
         if self.side is Side.EVSE:
             return CpReading(state=self._peer_view.cp_state, duty=self.pwm)
-        plugged = self._peer_view.duty < 100.0 or self._peer_view.contactors_closed
-        if self.peer is None:
-            plugged = self.charger.plugged
+        # a connected car pulls the pilot to B/C whether the charger oscillates or not
+        plugged = self._peer_view.present
         return CpReading(state=self.cp if plugged else "A", duty=self._peer_view.duty)
 
     def read_isolation(self) -> Isolation:
