@@ -7,6 +7,7 @@ import ipaddress
 import socket
 
 import pytest
+
 from ccsbus_v2g import sdp, v2gtp
 from ccsbus_v2g.sdp import SdpError, SdpRequest, SdpResponse, Security, Transport
 

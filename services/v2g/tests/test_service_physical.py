@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ccsbus.testing.fixtures import shared_dir
 from ccsbus_v2g.physical import PhysicalValueError, from_float, to_float
 

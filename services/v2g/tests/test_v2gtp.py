@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ccsbus_v2g import v2gtp
 from ccsbus_v2g.v2gtp import V2gtpError, V2gtpErrorReason, V2gtpReader
 
