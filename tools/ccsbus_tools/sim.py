@@ -267,6 +267,8 @@ class Simulation:
         self.ready_at = 0.0
         self.ended_since: float | None = None
         self.rounds: list[dict[str, Any]] = []
+        # the side whose view decides when the session is over: the car, unless it is a real one
+        self.watched = Side.EVSE if opts.role_only is Side.EVSE else Side.PEV
 
     def interrupt(self) -> None:
         self.interrupted = True
@@ -283,10 +285,12 @@ class Simulation:
         opened = self.recorder.feed(side.value, path, value, self.now())
         if side is Side.EVSE and path == "slac/link" and isinstance(value, dict):
             self.capture.note_peer(value.get("peer_mac"))
-        if side is Side.PEV and path == "v2g/message" and isinstance(value, dict):
-            self.capture.v2g_message(value)
+        if path == "v2g/message" and isinstance(value, dict):
+            if side is Side.PEV:
+                self.capture.v2g_message(value)
             name = str(value.get("name", ""))
-            if message_base(name) == "sessionstop" and not is_request(name) \
+            # the car received (or, with the charger alone, the charger sent) SessionStopRes
+            if side is self.watched and message_base(name) == "sessionstop" and not is_request(name) \
                     and self.session_stopped_at is None:
                 self.session_stopped_at = self.now()
         if opened is not None:
@@ -337,6 +341,9 @@ class Simulation:
                 self.buses[plan.side] = bus
             if ports is not None:
                 await self._start_medium(ports)
+            else:
+                # one side against a real peer: its simulated counterpart is plugged from the start
+                self.recorder.enter(Phase.PLUG_IN, self.now())
             for plan in plans:
                 for name in plan.services:
                     key = f"{plan.side.value.lower()}-{name}"
@@ -473,13 +480,15 @@ class Simulation:
 
     def _session_over(self) -> bool:
         rec = self.recorder
-        pev_lock = rec.present.get("PEV.hw.lock")
+        side = self.watched.value
+        pev_lock = rec.present.get(f"{side}.hw.lock") if self.watched is Side.PEV else None
         if self.session_stopped_at is not None:
             return pev_lock in (None, "unlocked") or self.now() - self.session_stopped_at > 3.0
         # an aborted session: the car reported an error and completed its safe shutdown (or has
         # been stuck in it longer than a driver would wait)
-        pev_state = rec.v2g_state.get("PEV", "").lower()
-        ended = any(word in pev_state for word in ("stopped", "finished", "shutdown", "error", "ended"))
+        state = rec.v2g_state.get(side, "").lower()
+        ended = any(word in state for word in ("stopped", "finished", "shutdown", "error", "ended",
+                                               "aborted"))
         if not ended or rec.phase is None or rec.phase is Phase.PLUG_IN:
             self.ended_since = None
             return False
