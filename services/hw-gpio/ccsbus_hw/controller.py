@@ -193,7 +193,9 @@ class HwController:
         b = self.backend
         if prev is None or prev.contactors_closed != out.contactors_closed:
             b.set_contactors(out.contactors_closed)
-        if prev is None or prev.lock != out.lock:
+        # at start the lock is left where it is unless it must lock: releasing it is a decision
+        # the machine takes later, with the contactors open and the voltage known to be gone
+        if (prev is None and out.lock) or (prev is not None and prev.lock != out.lock):
             b.set_lock(out.lock)
         if self.side is Side.PEV and (prev is None or prev.cp != out.cp):
             b.set_cp_state(out.cp)

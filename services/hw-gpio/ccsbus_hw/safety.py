@@ -194,8 +194,13 @@ class SafetyMachine:
     def recover(self, now: float, meas: Measurements) -> None:
         """At start: if the wires show energy (a restart mid-charge), assume closed and locked and
         run the shutdown sequence instead of dropping everything at once."""
+        # only what is known counts: an input not read yet (inf) is no evidence either way
         live = (abs(meas.current) >= self.cfg.current_threshold
-                or meas.inlet_voltage >= self.cfg.unlock_voltage or bool(meas.contactor_feedback))
+                or self.cfg.unlock_voltage <= meas.inlet_voltage < math.inf
+                or bool(meas.contactor_feedback))
+        if meas.lock_feedback and not live:
+            # locked from before, nothing live: keep it so an unlock request releases it properly
+            self.out = replace(self.out, lock=True)
         if not live:
             return
         self.out = replace(self.out, contactor=Contactor.CLOSED, lock=True)

@@ -251,3 +251,17 @@ def test_event_payload_is_json_ready() -> None:
     payload = m.drain_events()[0].as_payload(1234.5)
     assert payload["event"] == "refused" and payload["time"] == 1234.5
     assert payload["inlet_voltage"] is None
+
+
+def test_restart_keeps_a_lock_that_reports_locked() -> None:
+    m = SafetyMachine(Side.PEV, CFG)
+    m.recover(0.0, Measurements(lock_feedback=True))
+    assert m.step(0.0, Measurements(lock_feedback=True)).lock and m.shutdown is Shutdown.IDLE
+    m.request_lock(False)
+    assert not m.step(0.1, Measurements(lock_feedback=True)).lock
+
+
+def test_restart_with_unknown_inlet_is_no_evidence_of_energy() -> None:
+    m = SafetyMachine(Side.PEV, CFG)
+    m.recover(0.0, Measurements(inlet_voltage=float("inf")))
+    assert m.shutdown is Shutdown.IDLE and not m.out.lock
