@@ -80,6 +80,8 @@ class EvseRole:
         self.server: V2gServer | None = None
         self.sdp_server: sdp.SdpServer | None = None
         self.sessions = 0
+        self.connection: V2gConnection | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ MQTT inputs
     def subscribe(self) -> None:
@@ -99,6 +101,23 @@ class EvseRole:
         self.inputs.enabled = self.enabled and not self.user_stop
         if not self.enabled:
             self.log.info("charging disabled by the user")
+            self._arm_stop_timer()
+
+    def _arm_stop_timer(self) -> None:
+        """The car is told to stop (StopCharging); one that ignores it loses the connection."""
+        if self.connection is None or self._stop_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._stop_timer = loop.call_later(self.settings.timers.stop_timeout, self._force_stop,
+                                           self.connection)
+
+    def _force_stop(self, conn: V2gConnection) -> None:
+        self._stop_timer = None
+        if conn is not self.connection or conn.closed:
+            return
+        self.error(f"car ignored the stop request for {self.settings.timers.stop_timeout} s; "
+                   "closing the connection")
+        conn.reset()
 
     def _on_hw_state(self, path: str, value: Any) -> None:
         if not isinstance(value, dict):
@@ -121,6 +140,7 @@ class EvseRole:
             self.user_stop = True
             self.inputs.enabled = False
             self.log.info("user stop requested")
+            self._arm_stop_timer()
         elif cmd == "fault":
             try:
                 case = parse_fault(value.get("value"))
@@ -248,6 +268,9 @@ class EvseRole:
         self.user_stop = False
         self.inputs.enabled = self.enabled
         self.injector.select(self.fault_case)
+        self.connection = conn
+        if not self.enabled:
+            self._arm_stop_timer()
         self.set_state("SupportedAppProtocol")
         reason = "connection closed"
         try:
@@ -259,6 +282,11 @@ class EvseRole:
             reason = f"internal error: {exc!r}"
             self.log.exception("session failed")
         finally:
+            if self.connection is conn:
+                self.connection = None
+                if self._stop_timer is not None:
+                    self._stop_timer.cancel()
+                    self._stop_timer = None
             self._session_over(reason)
 
     async def _serve(self, conn: V2gConnection) -> str:

@@ -23,6 +23,9 @@ class SeccTimers:
     V2G_SECC_Ongoing_Timeout: float = setting(
         55.0, min=0.05, max=600, help="longest run of EVSEProcessing=Ongoing answers (the car "
         "gives up after 60 s)")
+    stop_timeout: float = setting(
+        10.0, min=0.1, max=600, help="after a user stop (enabled 0, v2g/cmd stop), how long the car may "
+        "keep the session before the SECC cuts it and asks hw for a safe shutdown")
     contactor_timeout: float = setting(
         4.0, min=0.0, max=30, help="longest wait for hw/state to confirm the contactors before "
         "PowerDeliveryRes (whose performance time is 4.5 s)")

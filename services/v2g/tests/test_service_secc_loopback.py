@@ -177,11 +177,11 @@ def test_fault_command_and_user_stop(mosquitto: Mosquitto, probe_factory: Any) -
 
     async def body(role: EvseRole) -> None:
         assert role.server is not None
-        probe.publish(f"{BASE}/v2g/cmd", json.dumps({"cmd": "fault", "value": 9}))
-        for _ in range(100):
+        for _ in range(50):  # repeated: the role's subscription may not be active yet
+            probe.publish(f"{BASE}/v2g/cmd", json.dumps({"cmd": "fault", "value": 9}))
+            await asyncio.sleep(0.1)
             if role.fault_case is not None:
                 break
-            await asyncio.sleep(0.02)
         assert role.fault_case is not None and role.fault_case.number == 9
         with pytest.raises(driver.DriverError, match="CurrentDemandRes FAILED"):
             await driver.run_session("::1", role.server.port, "din", cycles=20)
@@ -199,6 +199,33 @@ def test_fault_command_and_user_stop(mosquitto: Mosquitto, probe_factory: Any) -
         await d.close()
 
     asyncio.run(with_secc(mosquitto, settings(), body))
+
+
+def test_car_ignoring_a_user_stop_loses_the_connection(mosquitto: Mosquitto, probe_factory: Any) -> None:
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{BASE}/hw/cmd")
+    cfg = settings(timers=SeccTimers(stop_timeout=0.5))
+
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        d = driver.Driver("din")
+        await d.connect("::1", role.server.port)
+        task = asyncio.create_task(d.run(cycles=100000, cycle_pause=0.02))
+        for _ in range(300):
+            if role.fsm_state == "Charging":
+                break
+            await asyncio.sleep(0.02)
+        assert role.fsm_state == "Charging"
+        started = asyncio.get_running_loop().time()
+        probe.publish(f"{BASE}/v2g/cmd", json.dumps({"cmd": "stop"}))
+        with pytest.raises((driver.DriverError, ConnectionError)):
+            await asyncio.wait_for(task, 10)
+        assert 0.4 < asyncio.get_running_loop().time() - started < 5
+        assert role.last_error is not None and "ignored the stop request" in role.last_error
+        await d.close()
+
+    asyncio.run(with_secc(mosquitto, cfg, body))
+    probe.wait_payload(f"{BASE}/hw/cmd", b'{"cmd":"safe_shutdown"}')
 
 
 def test_sdp_server_ignores_garbage() -> None:
