@@ -74,7 +74,9 @@ class HwController:
         self.target_voltage = 0.0
         self.target_current = 0.0
         self.bus_battery_voltage: float | None = None
-        self.bus_current = 0.0
+        # current from the bus (PEV: the charger's present current as v2g reports it; EVSE: a
+        # supply that publishes charger_current itself); None until heard: unknown counts as live
+        self.bus_current: float | None = None
         self._applied: Outputs | None = None
         self._car_connected = False
         self._last_tick: float | None = None
@@ -100,7 +102,7 @@ class HwController:
                 self.target_current = float(value)
             case "battery_voltage":
                 self.bus_battery_voltage = float(value)
-            case "charger_current" if self.side is Side.PEV:
+            case "charger_current" if self.side is Side.PEV or self.backend.read_supply() is None:
                 self.bus_current = float(value)
             case "hw/cmd":
                 self.on_command(value)
@@ -152,7 +154,8 @@ class HwController:
         battery = b.read_battery()
         cp = b.read_cp()
         return Measurements(
-            current=self.bus_current if current is None else current,
+            current=(self.bus_current if self.bus_current is not None else math.inf)
+            if current is None else current,
             inlet_voltage=math.inf if inlet is None else inlet,  # unknown counts as live
             battery_voltage=battery.voltage if battery is not None else self.bus_battery_voltage,
             isolation=b.read_isolation(),
@@ -241,10 +244,11 @@ class HwController:
             "contactors": self._contactor_word(out, meas),
             "lock": self._lock_word(out, meas),
             "isolation": meas.isolation.value,
-            "present_current": _num(meas.current),
             "shutdown": self.machine.shutdown.value,
             "latched": self.machine.latched,
         }
+        if math.isfinite(meas.current):
+            state["present_current"] = _num(meas.current)
         if math.isfinite(meas.inlet_voltage):
             state["inlet_voltage"] = _num(meas.inlet_voltage)
         if supply is not None:

@@ -195,7 +195,7 @@ class SafetyMachine:
         """At start: if the wires show energy (a restart mid-charge), assume closed and locked and
         run the shutdown sequence instead of dropping everything at once."""
         # only what is known counts: an input not read yet (inf) is no evidence either way
-        live = (abs(meas.current) >= self.cfg.current_threshold
+        live = (self.cfg.current_threshold <= abs(meas.current) < math.inf
                 or self.cfg.unlock_voltage <= meas.inlet_voltage < math.inf
                 or bool(meas.contactor_feedback))
         if meas.lock_feedback and not live:

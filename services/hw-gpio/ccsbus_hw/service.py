@@ -27,7 +27,8 @@ def subscriptions(side: Side, backend_inputs: tuple[str, ...] = ()) -> list[str]
         paths += ["cpstate", "relay_request", "lock_request", "charger_current",
                   "battery_voltage"]
     else:
-        paths += ["target_voltage", "target_current"]
+        # charger_current: a supply outside this service (CAN bridge, user) reports its current
+        paths += ["target_voltage", "target_current", "charger_current"]
     return paths + [p for p in backend_inputs if p not in paths]
 
 
