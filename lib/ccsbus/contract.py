@@ -16,8 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
+
+from .shape import Check, ShapeError, compile_shape
 
 EXTERNAL = "external"
 ROLES = ("EVSE", "PEV", "LISTEN")
@@ -99,16 +100,13 @@ class Payload:
     def check_json(self, value: Any) -> None:
         if self.schema is None:
             return
-        validator = self.__dict__.get("_validator")
-        if validator is None:  # compiled once per topic: this runs on every message
-            validator = _validator(json.dumps(self.schema, sort_keys=True))
-            object.__setattr__(self, "_validator", validator)
-        if validator.is_valid(value):
-            return
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "payload"
-            raise PayloadError(f"{where}: {error.message}")
+        check: Check | None = self.__dict__.get("_check")
+        if check is None:  # compiled once per topic: this runs on every message
+            check = compile_shape(self.schema)
+            object.__setattr__(self, "_check", check)
+        error = check(value, "payload")
+        if error:
+            raise PayloadError(error)
 
     def _check_number(self, text: str) -> float | int:
         try:
@@ -128,14 +126,6 @@ class Payload:
             raise PayloadError(f"{_format_number(number)} is below the minimum {self.minimum:g}")
         if self.maximum is not None and number > self.maximum:
             raise PayloadError(f"{_format_number(number)} is above the maximum {self.maximum:g}")
-
-
-@cache
-def _validator(schema_json: str) -> Any:
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
 
 
 def _format_number(value: float | int) -> str:
@@ -253,9 +243,9 @@ def _payload_from(spec: dict[str, Any], where: str) -> Payload:
     schema = spec.get("schema")
     if kind is PayloadType.JSON and schema is not None:
         try:
-            _validator(json.dumps(schema, sort_keys=True))
-        except jsonschema.exceptions.SchemaError as exc:
-            raise ContractError(f"{where}: invalid JSON schema: {exc.message}") from None
+            compile_shape(schema)
+        except (ShapeError, re.error) as exc:
+            raise ContractError(f"{where}: invalid payload schema: {exc}") from None
     if kind is PayloadType.WORD and not spec.get("enum"):
         raise ContractError(f"{where}: a word payload needs an enum")
     return Payload(
