@@ -190,6 +190,8 @@ class HwController:
         if connected != self._car_connected:
             self._car_connected = connected
             self.machine.request_pwm(5.0 if connected else 100.0)
+            if not connected:  # the car is gone: free the connector once it is safe to
+                self.machine.request_lock(False)
 
     def _apply(self, out: Outputs) -> None:
         prev = self._applied

@@ -69,6 +69,7 @@ class Cause(Enum):
     ISOLATION_FAULT = "isolation_fault"
     CONTACTOR_FAULT = "contactor_fault"
     STARTUP = "startup_recovery"
+    CP_LOST = "cp_lost"
 
     @property
     def autonomous(self) -> bool:
@@ -251,6 +252,9 @@ class SafetyMachine:
               and now - self.broker_down_since >= self.cfg.broker_loss_timeout):
             self._start_shutdown(now, Cause.BROKER_LOST,
                                  f"broker unreachable for {now - self.broker_down_since:.2f} s")
+        elif (self.side is Side.EVSE and meas.cp_state in ("A", "E", "F")
+              and self._energy_flowing()):
+            self._start_shutdown(now, Cause.CP_LOST, f"CP state {meas.cp_state} while energy flows")
         elif meas.stop_button and (self._energy_flowing() or self.out.lock):
             self._start_shutdown(now, Cause.STOP_BUTTON, "stop button pressed")
         elif (meas.isolation is Isolation.FAULT and self._last_isolation is not Isolation.FAULT

@@ -113,3 +113,33 @@ def test_throttle_deadband_and_interval() -> None:
     assert t.due("x", 12.0, 0.2, deadband=1.0)
     assert t.due("x", 12.0, 1.3, deadband=1.0)  # keep-alive
     assert t.due("s", {"a": 1}, 0.0) and not t.due("s", {"a": 1}, 0.1) and t.due("s", {"a": 2}, 0.1)
+
+
+def test_evse_sim_car_unplugged_opens_and_frees_the_connector() -> None:
+    from ccsbus_hw.backends.sim import SimBackend
+    from ccsbus_hw.settings import SimSettings
+
+    sim = SimSettings(isolation_time=0.1, plugged=True)
+    board = SimBackend(Side.EVSE, sim)
+    published: list[tuple[str, Any]] = []
+    ctl = HwController(Side.EVSE, HwSettings(sim=sim), board,
+                       lambda p, v: published.append((p, v)), lambda r, t: None,
+                       get_logger("hw.test"))
+    t = 0.0
+    for _ in range(5):
+        ctl.tick(t)
+        t += 0.02
+    assert board.pwm == 5.0  # a car in state B: digital communication
+    ctl.on_command({"cmd": "cable_check"})
+    for _ in range(30):
+        ctl.tick(t)
+        t += 0.02
+    assert ctl.machine.out.contactor is Contactor.CLOSED and ctl.machine.out.lock
+    ctl.on_command({"cmd": "plug", "value": "A"})
+    for _ in range(50):
+        ctl.tick(t)
+        t += 0.02
+    assert ctl.machine.out.contactor is Contactor.OPEN and not ctl.machine.out.lock
+    assert board.pwm == 100.0
+    causes = [v.get("cause") for p, v in published if p == "hw/safety" and v.get("step") == "start"]
+    assert causes == ["cp_lost"]

@@ -265,3 +265,13 @@ def test_restart_with_unknown_inlet_is_no_evidence_of_energy() -> None:
     m = SafetyMachine(Side.PEV, CFG)
     m.recover(0.0, Measurements(inlet_voltage=float("inf")))
     assert m.shutdown is Shutdown.IDLE and not m.out.lock
+
+
+def test_evse_car_lost_while_charging_shuts_down() -> None:
+    m = SafetyMachine(Side.EVSE, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    m.step(0.0, Measurements(isolation=Isolation.VALID, cp_state="C"))
+    out = m.step(0.1, Measurements(isolation=Isolation.VALID, cp_state="A", current=30.0))
+    assert out.contactor is Contactor.OPENING and not out.supply_enabled
+    assert m.cause is not None and m.cause.value == "cp_lost"
