@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from ccsbus.bus import Bus, PublishRefused
 from ccsbus.config import BrokerConfig
 from ccsbus.contract import load_contract

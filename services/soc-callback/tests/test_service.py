@@ -66,13 +66,14 @@ def test_topics_reach_smartevse_and_state_is_published(mosquitto: Any, probe_fac
             "role": "EVSE", "state": "CurrentDemand", "time": 1.0, "energy_request": 21000,
             "full_soc": 90}), retain=True)
         probe.wait_for(lambda t, p: t == f"{base}/soc/state" and json.loads(p)["successes"] >= 1
+                       and not json.loads(p)["in_flight"]
                        and "energy_request=21000" in (json.loads(p)["last_request"] or ""), 5)
         probe.publish(f"{base}/soc", "abc")  # bad input: rejected on soc/error, service goes on
         probe.wait_for(lambda t, p: t == f"{base}/soc/error", 3)
         probe.publish(f"{base}/soc", "41", retain=True)
         probe.wait_for(lambda t, p: t == f"{base}/soc/state"
                        and "current_soc=41" in (json.loads(p)["last_request"] or "")
-                       and json.loads(p)["last_status"] == 200, 5)
+                       and not json.loads(p)["in_flight"] and json.loads(p)["last_status"] == 200, 5)
     finally:
         took = service.stop()
     assert not service.errors
@@ -103,7 +104,8 @@ def test_wallbox_down_keeps_the_service_running(mosquitto: Any, probe_factory: A
         probe.publish(f"{base}/soc", "55", retain=True)
         probe.wait_for(lambda t, p: t == f"{base}/soc/state" and json.loads(p)["failures"] >= 3, 5)
         wallbox = fake_factory(port)
-        probe.wait_for(lambda t, p: t == f"{base}/soc/state" and json.loads(p)["last_status"] == 200, 5)
+        probe.wait_for(lambda t, p: t == f"{base}/soc/state" and json.loads(p)["last_status"] == 200
+                       and not json.loads(p)["in_flight"], 5)
     finally:
         service.stop()
     assert not service.errors
