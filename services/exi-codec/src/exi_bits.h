@@ -6,9 +6,11 @@
 #include <stdint.h>
 
 typedef struct {
-    const uint8_t *buf;
-    size_t nbits;
-    size_t pos;
+    const uint8_t *buf;  /* start of the stream */
+    const uint8_t *p;    /* next byte to load into the cache */
+    const uint8_t *end;
+    uint64_t cache;      /* unread bits, most significant first */
+    unsigned avail;      /* number of valid bits in cache */
 } exi_reader;
 
 typedef struct {
@@ -17,34 +19,45 @@ typedef struct {
     size_t pos;   /* bits written */
 } exi_writer;
 
-/* Read n <= 32 bits; returns 0, or -1 when the input is too short. Reads a 64-bit window
- * (fewer bytes near the end) so that no value needs a loop. */
+static inline void exi_rinit(exi_reader *r, const uint8_t *buf, size_t len)
+{
+    r->buf = r->p = buf;
+    r->end = buf + len;
+    r->cache = 0;
+    r->avail = 0;
+}
+
+/* Bits consumed so far (for error offsets). */
+static inline size_t exi_rpos(const exi_reader *r)
+{
+    return (size_t)(r->p - r->buf) * 8u - r->avail;
+}
+
+/* Bits not yet consumed. */
+static inline size_t exi_rleft(const exi_reader *r)
+{
+    return (size_t)(r->end - r->p) * 8u + r->avail;
+}
+
+/* Read n <= 32 bits; returns 0, or -1 when the input is too short. The 64-bit cache is
+ * refilled a byte at a time only when it holds fewer than n bits. */
 static inline int exi_rd(exi_reader *r, unsigned n, uint32_t *out)
 {
-    size_t byte, left;
-    unsigned off;
-    uint64_t w = 0;
-    if (n > r->nbits - r->pos)
-        return -1;
+    if (r->avail < n) {
+        while (r->avail <= 56u && r->p < r->end) {
+            r->cache |= (uint64_t)*r->p++ << (56u - r->avail);
+            r->avail += 8u;
+        }
+        if (r->avail < n)
+            return -1;
+    }
     if (n == 0) {
         *out = 0;
         return 0;
     }
-    byte = r->pos >> 3;
-    off = (unsigned)(r->pos & 7u);
-    left = (r->nbits >> 3) - byte;
-    if (left >= 8) {
-        const uint8_t *p = r->buf + byte;
-        w = ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
-            ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
-            ((uint64_t)p[6] << 8) | (uint64_t)p[7];
-    } else {
-        size_t i;
-        for (i = 0; i < left; i++)
-            w |= (uint64_t)r->buf[byte + i] << (56u - 8u * i);
-    }
-    *out = (uint32_t)((w << off) >> (64u - n));
-    r->pos += n;
+    *out = (uint32_t)(r->cache >> (64u - n));
+    r->cache <<= n;
+    r->avail -= n;
     return 0;
 }
 
