@@ -184,12 +184,13 @@ class HwController:
         return out
 
     def _auto_pwm(self, cp_state: str | None) -> None:
-        if self.side is not Side.EVSE or not self.settings.auto_pwm or cp_state is None:
+        if self.side is not Side.EVSE or cp_state is None:
             return
         connected = cp_state in ("B", "C", "D")
         if connected != self._car_connected:
             self._car_connected = connected
-            self.machine.request_pwm(5.0 if connected else 100.0)
+            if self.settings.auto_pwm:
+                self.machine.request_pwm(5.0 if connected else 100.0)
             if not connected:  # the car is gone: free the connector once it is safe to
                 self.machine.request_lock(False)
 

@@ -102,8 +102,8 @@ class HwSettings:
              "because the lock releases on this measurement")
     relay2: bool = setting(True, help="dieter: drive the board's second relay with the first")
     auto_pwm: bool = setting(
-        True, help="EVSE: 5 % CP PWM (digital communication) while a car is connected (B/C/D), "
-                   "no PWM in state A; hw/cmd pwm overrides it until the next plug-in")
+        False, help="EVSE: switch to 5 % CP PWM (digital communication) by itself when a car "
+                    "connects (B/C/D) and back to no PWM in state A; off: only hw/cmd pwm sets it")
     cable_peer_base: str = setting(
         "", help="sim: base topic of the other stack (e.g. ccsbus/pev) whose hw/state and cp/state "
                  "form the simulated cable; empty: a built-in counterpart")

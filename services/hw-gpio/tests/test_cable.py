@@ -22,6 +22,7 @@ def hw_process(mosquitto: Mosquitto, role: str, base: str, peer: str,
         "CCSBUS__HW__SIM__START_SOC": "30",
         "CCSBUS__HW__SIM__SPEEDUP": "100",
         "CCSBUS__HW__SIM__ISOLATION_TIME": "0.3",
+        "CCSBUS__HW__AUTO_PWM": "true",
         "CCSBUS_CONFIG": str(tmp_path / "none.yaml"),
     })
     proc = ServiceProcess("hw", env, log_file=str(tmp_path / f"hw-{role}.log"))

@@ -122,7 +122,7 @@ def test_evse_sim_car_unplugged_opens_and_frees_the_connector() -> None:
     sim = SimSettings(isolation_time=0.1, plugged=True)
     board = SimBackend(Side.EVSE, sim)
     published: list[tuple[str, Any]] = []
-    ctl = HwController(Side.EVSE, HwSettings(sim=sim), board,
+    ctl = HwController(Side.EVSE, HwSettings(sim=sim, auto_pwm=True), board,
                        lambda p, v: published.append((p, v)), lambda r, t: None,
                        get_logger("hw.test"))
     t = 0.0

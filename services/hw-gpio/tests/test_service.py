@@ -36,7 +36,7 @@ def test_bad_commands_are_reported_and_survived(mosquitto: Mosquitto,
     base = "svc/evse"
     probe = probe_factory(mosquitto.port)
     probe.subscribe(f"{base}/#")
-    hw = start_hw(mosquitto, "EVSE", base, tmp_path)
+    hw = start_hw(mosquitto, "EVSE", base, tmp_path, {"CCSBUS__HW__AUTO_PWM": "true"})
     try:
         probe.wait_payload(f"{base}/hw/status", b"online", timeout=10)
         cmd = f"{base}/hw/cmd"
