@@ -122,7 +122,7 @@ def run_driver(ns: list[str], target: str, interface: str, protocol: str, cycles
 
 
 def bench_ours(procs: Procs, ns_secc: list[str], ns_car: list[str], interface: str, target: str,
-               car_if: str, protocol: str, cycles: int, pause: float
+               car_if: str, protocol: str, cycles: int, pause: float, codec: str = "mqtt"
                ) -> tuple[dict[str, Any], list[float]]:
     tmp = procs.logdir
     (tmp / "mosquitto.conf").write_text(
@@ -135,12 +135,13 @@ def bench_ours(procs: Procs, ns_secc: list[str], ns_car: list[str], interface: s
         "role: EVSE\n"
         f"broker: {{url: 'mqtt://127.0.0.1:{MQTT_PORT}', base_topic: bench}}\n"
         "log: {level: WARNING}\n"
-        f"v2g: {{interface: {interface}, wait_for_link: false, standalone: true, codec: mqtt}}\n")
+        f"v2g: {{interface: {interface}, wait_for_link: false, standalone: true, codec: {codec}}}\n")
     latencies = tmp / "latency.txt"
     procs.spawn("mosquitto", [*ns_secc, "mosquitto", "-c", str(tmp / "mosquitto.conf")])
     time.sleep(0.3)
     procs.spawn("recorder", [*ns_secc, PY, "-c", RECORDER, str(MQTT_PORT), str(latencies), "bench"])
-    procs.spawn("exi", [*ns_secc, PY, "-m", "ccsbus", "run", "exi", "-c", str(config)])
+    if codec == "mqtt":
+        procs.spawn("exi", [*ns_secc, PY, "-m", "ccsbus", "run", "exi", "-c", str(config)])
     procs.spawn("v2g", [*ns_secc, PY, "-m", "ccsbus", "run", "v2g", "-c", str(config)])
     time.sleep(2.0)  # services connect to the broker and subscribe
     try:
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=["din", "iso2"], default="din")
     parser.add_argument("--cycle-pause", type=float, default=0.0,
                         help="pause between CurrentDemand cycles, s (cars send every 50-250 ms)")
+    parser.add_argument("--codec", choices=["mqtt", "inprocess"], default="mqtt",
+                        help="our SECC's codec: the codec service over mosquitto (default) or in process")
     parser.add_argument("--skip-peer", action="store_true", help="do not run iso15118's SECC")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sdp-target", default="ff02::1", help=argparse.SUPPRESS)
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logdir = Path(tempfile.mkdtemp(prefix="ccsbus-bench-"))
     procs = Procs(logdir)
-    print(f"CurrentDemand bench: {args.protocol}, {args.cycles} cycles, logs in {logdir}")
+    print(f"CurrentDemand bench: {args.protocol}, {args.cycles} cycles, pause {args.cycle_pause} s, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, logs in {logdir}")
     pair = None
     try:
         if os.geteuid() == 0:
@@ -205,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
             pair.create()
             ns_secc, ns_car = pair.exec_args(pair.evse_ns), pair.exec_args(pair.pev_ns)
             car, inside = bench_ours(procs, ns_secc, ns_car, pair.evse_if, "ff02::1", pair.pev_if,
-                                     args.protocol, args.cycles, args.cycle_pause)
+                                     args.protocol, args.cycles, args.cycle_pause, args.codec)
         else:
             print("not root: ours only, on ::1 (no namespaces)")
             car, inside = bench_ours(procs, [], [], "lo", "::1", "", args.protocol, args.cycles,
-                                     args.cycle_pause)
+                                     args.cycle_pause, args.codec)
         ours_car = percentiles(car["current_demand_ms"])
-        print(fmt("ccsbus SECC, inside (socket in -> out, MQTT codec)", percentiles(inside)))
+        print(fmt(f"ccsbus SECC, inside (socket in -> out, {args.codec} codec)", percentiles(inside)))
         print(fmt("ccsbus SECC, at the car (round trip)", ours_car))
         if pair is not None and not args.skip_peer:
             try:

@@ -287,7 +287,12 @@ class EvseRole:
                 if self._stop_timer is not None:
                     self._stop_timer.cancel()
                     self._stop_timer = None
-            self._session_over(reason)
+                self._session_over(reason)
+            else:
+                # a new connection took over: its session owns the state now
+                self.log.info("car session replaced by a new connection", reason=reason)
+                if self.inputs.contactors != "open":
+                    self.publish("hw/cmd", {"cmd": "safe_shutdown"})
 
     async def _serve(self, conn: V2gConnection) -> str:
         loop = asyncio.get_running_loop()
@@ -320,6 +325,8 @@ class EvseRole:
             except CodecError as exc:
                 self.error(f"undecodable {schema} message ({exc}): {payload[:32].hex()}")
                 return "undecodable message"
+            if self.connection is not conn:
+                return "replaced by a new connection"
             if self.machine is None:
                 chosen = await self._handshake(conn, tree, t_rx)
                 if chosen is None:

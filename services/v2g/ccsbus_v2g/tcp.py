@@ -123,9 +123,8 @@ class V2gServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._current is not None:
-            old, task = self._current
-            old.reset()
-            task.cancel()
+            # the old session ends by itself on the reset (its read sees the end of the stream)
+            self._current[0].reset()
         conn = V2gConnection(reader, writer, self.max_payload)
         me = asyncio.current_task()
         assert me is not None

@@ -110,6 +110,56 @@ def test_full_session_over_loopback(mosquitto: Mosquitto, probe_factory: Any, pr
         {"cmd": "contactor", "value": "open"})
 
 
+def test_session_through_the_codec_service(mosquitto: Mosquitto, probe_factory: Any) -> None:
+    """The production path: every EXI message goes through `ccsbus run exi` over the broker."""
+    from ccsbus.lifecycle import serve
+    from ccsbus_exi.service import SPEC as EXI_SPEC
+
+    async def run() -> None:
+        from ccsbus.config import LogConfig, Role, StackConfig
+
+        exi_stack = StackConfig(role=Role.EVSE, broker=BrokerConfig(url=mosquitto.url, base_topic=BASE),
+                                log=LogConfig(), sections={}, source="test")
+        stopping = asyncio.Event()
+        exi_task = asyncio.create_task(serve(EXI_SPEC, exi_stack, exi_stack.section("exi", EXI_SPEC.settings),
+                                             stopping))
+        await asyncio.sleep(0.5)
+
+        async def body(role: EvseRole) -> None:
+            assert role.server is not None
+            result = await driver.run_session("::1", role.server.port, "iso2", cycles=30)
+            assert len(result.current_demand_ms) == 30 and result.names[-1] == "SessionStopRes"
+
+        try:
+            await with_secc(mosquitto, settings(codec=CodecMode.MQTT), body)
+        finally:
+            stopping.set()
+            await asyncio.wait_for(exi_task, 5)
+
+    asyncio.run(run())
+
+
+def test_new_connection_replaces_the_old_one(mosquitto: Mosquitto, probe_factory: Any) -> None:
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        first = driver.Driver("din")
+        await first.connect("::1", role.server.port)
+        await first.handshake()
+        second = await driver.run_session("::1", role.server.port, "din", cycles=2)
+        assert second.names[-1] == "SessionStopRes"
+        assert first.reader is not None
+        try:
+            rest = await asyncio.wait_for(first.reader.read(100), 3)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""  # the SECC reset the old connection
+        await first.close()
+        await asyncio.sleep(0.2)
+        assert role.fsm_state == "SessionStopped" and role.last_error is None  # the old one did not interfere
+
+    asyncio.run(with_secc(mosquitto, settings(), body))
+
+
 def test_protocol_choice_honours_enabled(mosquitto: Mosquitto, probe_factory: Any) -> None:
     async def body(role: EvseRole) -> None:
         assert role.sdp_server is not None
