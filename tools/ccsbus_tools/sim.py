@@ -58,6 +58,8 @@ V2G_FAULT_CASES = 20
 PLUG_IN_DUTY = 5.0  # the charger's PWM for digital communication: what makes the car see the plug
 NO_PWM = 100.0
 BETWEEN_SESSIONS = 1.0  # seconds between unplug and the next plug-in of a multi-session run
+WATCH_PERIOD = 0.1  # seconds between two looks at the session's state
+VIEW_PERIOD = 0.25  # seconds between two redraws of the live view
 SHUTDOWN_PATIENCE = 5.0  # seconds the sim waits for the car's safe shutdown before unplugging anyway
 
 
@@ -455,12 +457,16 @@ class Simulation:
         self._plug(True)
         self.recorder.enter(Phase.PLUG_IN, self.now())
         unplug_at: float | None = None
+        last_view = 0.0
         while True:
+            # a fixed pace, not every message: the loop also carries the broker and the recorder
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.25)
-            if self.view is not None:
-                self.view.update(self, self.now())
+                await asyncio.wait_for(self.changed.wait(), WATCH_PERIOD)
+            await asyncio.sleep(WATCH_PERIOD / 2)
+            if self.view is not None and self.now() - last_view >= VIEW_PERIOD:
+                last_view = self.now()
+                self.view.update(self, last_view)
             if self.interrupted:
                 return EXIT_SESSION_FAILED, "interrupted"
             dead = self.dead_processes()
@@ -570,8 +576,8 @@ def parse_args(argv: list[str] | None) -> SimOptions:
                "(isolation, overshoot, stuck_contactor).")
     parser.add_argument("--protocol", choices=["din", "iso2"], default="din",
                         help="the protocol the car offers (default din)")
-    parser.add_argument("--target-soc", type=float, default=80.0, help="the car stops at this SoC (%%)")
-    parser.add_argument("--start-soc", type=float, default=30.0, help="battery SoC at plug-in (%%)")
+    parser.add_argument("--target-soc", type=float, default=80.0, help="the car stops at this SoC (%%, default 80)")
+    parser.add_argument("--start-soc", type=float, default=30.0, help="battery SoC at plug-in (%%, default 30)")
     parser.add_argument("--speed", type=float, default=100.0,
                         help="speed-up factor of the simulated battery (default 100)")
     parser.add_argument("--fault", help="inject a fault: case number or name, or a power-stage fault")
@@ -579,7 +585,7 @@ def parse_args(argv: list[str] | None) -> SimOptions:
                         help="run only this side against a real peer on --interface")
     parser.add_argument("--interface", default="", help="PLC interface for --role-only (e.g. eth1)")
     parser.add_argument("--broker", default="", help="broker URL (default: the embedded broker)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
     parser.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
     parser.add_argument("--sessions", type=int, default=1,
                         help="plug in this many times on the same running stacks (soak runs)")
