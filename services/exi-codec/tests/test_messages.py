@@ -49,7 +49,7 @@ def test_every_message_is_covered() -> None:
 
 
 def test_hand_built_din_current_demand() -> None:
-    tree = {"V2G_Message": {
+    tree: dict[str, Any] = {"V2G_Message": {
         "Header": {"SessionID": "8FA57FDE2BFAFE78"},
         "Body": {"CurrentDemandReq": {
             "DC_EVStatus": {"EVReady": True, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 30},
