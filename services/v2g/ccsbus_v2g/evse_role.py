@@ -28,6 +28,8 @@ from .service import V2gSettings
 from .tcp import ConnectionClosed, V2gConnection, V2gServer
 from .v2gtp import V2gtpError
 
+SERVER_RETRY = 5.0  # seconds between attempts to open the SECC's sockets
+
 _INPUT_TOPICS = {
     "charger_max_voltage": "max_voltage",
     "charger_max_current": "max_current",
@@ -209,7 +211,16 @@ class EvseRole:
                 interface = self.settings.interface or self.link.interface or "lo"
             else:
                 interface = self.settings.interface or "lo"
-            await self.start_servers(interface)
+            try:
+                await self.start_servers(interface)
+            except OSError as exc:
+                # a missing interface or address must not end the service: report and retry
+                await self.stop_servers()
+                self.error(f"cannot start the SECC on {interface!r}: {exc}; retrying in "
+                           f"{SERVER_RETRY} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), SERVER_RETRY)
+                continue
             try:
                 if wait_for_link:
                     await self._wait_link(stopping, up=False)

@@ -278,6 +278,31 @@ def test_car_ignoring_a_user_stop_loses_the_connection(mosquitto: Mosquitto, pro
     probe.wait_payload(f"{BASE}/hw/cmd", b'{"cmd":"safe_shutdown"}')
 
 
+def test_missing_interface_is_reported_and_service_keeps_running(mosquitto: Mosquitto,
+                                                                  probe_factory: Any) -> None:
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{BASE}/v2g/error")
+
+    async def run() -> None:
+        bus = Bus("v2g", BrokerConfig(url=mosquitto.url, base_topic=BASE), "EVSE")
+        await bus.start()
+        role = EvseRole(bus, settings(interface="nosuch0"))
+        stopping = asyncio.Event()
+        task = asyncio.create_task(role.run(stopping, wait_for_link=False))
+        for _ in range(100):
+            if role.last_error:
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done() and role.last_error is not None and "nosuch0" in role.last_error
+        stopping.set()
+        await asyncio.wait_for(task, 5)
+        await bus.close()
+
+    asyncio.run(run())
+    _, payload = probe.wait_for(lambda t, p: t == f"{BASE}/v2g/error" and b"nosuch0" in p)
+    assert b"cannot start the SECC" in payload
+
+
 def test_sdp_server_ignores_garbage() -> None:
     async def run() -> None:
         server = sdp.SdpServer("lo", 50000, udp_port=0)
