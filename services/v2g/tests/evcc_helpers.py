@@ -457,8 +457,9 @@ def stack_configs(protocol: str, sdp_port: int, fault: str = "",
         "stop_soc": 95.0, "max_charge_time": 4.0, "current_demand_cycle": 0.05,
         "current_off_timeout": 2.0, "contactor_timeout": 1.0, "timers": evcc_timers}
     evcc_section.update(evcc or {})
-    hw_sim = {"isolation_time": 0.3, "voltage_slew": 2000.0, "current_slew": 1000.0,
-              "start_soc": 40.0}
+    # the supply's default slew (400 V/s) keeps PreCharge several requests long, which the
+    # "PreChargeRes ... after 2" cases need
+    hw_sim = {"isolation_time": 0.3, "current_slew": 1000.0, "start_soc": 40.0}
     evse = {"role": "EVSE", "log": {"level": "INFO"},
             "v2g": {"interface": "lo", "wait_for_link": False, "sdp_port": sdp_port,
                     "fault": fault, "protocols": [protocol]},

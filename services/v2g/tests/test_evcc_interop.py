@@ -144,7 +144,8 @@ def test_our_evcc_against_the_iso15118_secc(netns_pair: tuple[str, str, str, str
     result = json.loads(out.read_text())
     end = result["end"]
     assert result["error"] is None, (result["error"], run.stderr[-2000:], peer_log[-2000:])
-    assert end["state"] == "Finished", (end, peer_log[-3000:])
+    assert end["state"] == "Finished", (
+        f"car ended {end['state']}: {end['last_error']}\n--- peer SECC log:\n{peer_log[-3000:]}")
     assert end["protocol"] == protocol
     events = [tuple(e) for e in result["events"]]
     h = _helpers()
