@@ -363,3 +363,53 @@ def test_connection_loss_mid_loop_shuts_down_once(protocol: str) -> None:
 def test_unknown_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown protocol"):
         EvccMachine("iso20", settings(), "0A0B0C0D0E0F", 0.0)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_charger_stop_notification_ends_charging_normally(protocol: str) -> None:
+    machine = EvccMachine(protocol, settings(), "0A0B0C0D0E0F", 0.0)
+
+    def notify(step: Step, response: dict[str, Any], inputs: EvInputs) -> dict[str, Any]:
+        if step.name == "CurrentDemandReq" and machine.current_demand_count == 3:
+            body = response["V2G_Message"]["Body"]["CurrentDemandRes"]
+            body["DC_EVSEStatus"]["EVSENotification"] = "StopCharging"
+        return response
+
+    run_session(machine, Charger(protocol), EvInputs(battery_voltage=360, soc=40), notify)
+    assert machine.state is EvccState.FINISHED
+    assert machine.current_demand_count == 4
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_endless_authorization_ongoing_hits_the_ongoing_timeout(protocol: str) -> None:
+    timers = replace(EvccTimers(), V2G_EVCC_Ongoing_Timeout=0.4)
+    machine = EvccMachine(protocol, settings(timers=timers), "0A0B0C0D0E0F", 0.0)
+    auth = "ContractAuthenticationReq" if protocol == "din" else "AuthorizationReq"
+
+    def ongoing(step: Step, response: dict[str, Any], inputs: EvInputs) -> dict[str, Any]:
+        if step.name == auth:
+            next(iter(response["V2G_Message"]["Body"].values()))["EVSEProcessing"] = "Ongoing"
+        return response
+
+    run_session(machine, Charger(protocol), EvInputs(battery_voltage=360, soc=40), ongoing)
+    assert machine.state is EvccState.SAFE_SHUTDOWN
+    assert "V2G_EVCC_Ongoing_Timeout" in machine.finished.reason  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_charger_without_dc_is_refused(protocol: str) -> None:
+    machine = EvccMachine(protocol, settings(), "0A0B0C0D0E0F", 0.0)
+
+    def ac_only(step: Step, response: dict[str, Any], inputs: EvInputs) -> dict[str, Any]:
+        if step.name == "ServiceDiscoveryReq":
+            service = response["V2G_Message"]["Body"]["ServiceDiscoveryRes"]["ChargeService"]
+            if protocol == "din":
+                service["EnergyTransferType"] = "AC_single_phase_core"
+            else:
+                service["SupportedEnergyTransferMode"]["EnergyTransferMode"] = [
+                    "AC_three_phase_core"]
+        return response
+
+    run_session(machine, Charger(protocol), EvInputs(battery_voltage=360, soc=40), ac_only)
+    assert machine.state is EvccState.SAFE_SHUTDOWN
+    assert machine.finished.reason == "charger offers no DC energy transfer mode"  # type: ignore[union-attr]
