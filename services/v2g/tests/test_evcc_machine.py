@@ -393,7 +393,7 @@ def test_endless_authorization_ongoing_hits_the_ongoing_timeout(protocol: str) -
 
     run_session(machine, Charger(protocol), EvInputs(battery_voltage=360, soc=40), ongoing)
     assert machine.state is EvccState.SAFE_SHUTDOWN
-    assert "V2G_EVCC_Ongoing_Timeout" in machine.finished.reason  # type: ignore[union-attr]
+    assert "V2G_EVCC_Ongoing_Timeout" in machine.finished.reason
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -412,4 +412,4 @@ def test_a_charger_without_dc_is_refused(protocol: str) -> None:
 
     run_session(machine, Charger(protocol), EvInputs(battery_voltage=360, soc=40), ac_only)
     assert machine.state is EvccState.SAFE_SHUTDOWN
-    assert machine.finished.reason == "charger offers no DC energy transfer mode"  # type: ignore[union-attr]
+    assert machine.finished.reason == "charger offers no DC energy transfer mode"
