@@ -151,6 +151,7 @@ class SafetyMachine:
         self.broker_up = True
         self.broker_down_since: float | None = None
         self.opening_since: float | None = None
+        self.close_pending_since: float | None = None
         self.cable_check_pending = False
         self.cable_check_seen_ongoing = False
         self.unlock_pending = False
@@ -216,6 +217,7 @@ class SafetyMachine:
         while self._requests:
             self._handle(now, self._requests.popleft(), meas)
         self._run_shutdown(now, meas)
+        self._run_close_pending(now, meas)
         self._run_opening(now, meas)
         self._run_cable_check(now, meas)
         self._run_unlock(now, meas)
@@ -374,15 +376,37 @@ class SafetyMachine:
             else:
                 self._refuse(now, "contactors close", self._blocked() or "")
             return
+        blocked = self._blocked()
+        if blocked is not None:
+            self._refuse(now, "contactors close", blocked)
+            return
+        if self.close_pending_since is None:
+            self.close_pending_since = now
+        self._run_close_pending(now, meas)
+
+    def _run_close_pending(self, now: float, meas: Measurements) -> None:
+        """A close request waits up to `close_wait` for its conditions (the requester saw them
+        over MQTT, a little earlier than this measurement); it closes the moment they hold."""
+        since = self.close_pending_since
+        if since is None:
+            return
+        blocked = self._blocked()
+        if blocked is not None:
+            self.close_pending_since = None
+            self._refuse(now, "contactors close", blocked)
+            return
         reason = self._close_blocker(meas)
-        if reason is not None:
+        if reason is None:
+            self.close_pending_since = None
+            self.out = replace(self.out, contactor=Contactor.CLOSED)
+            self.unlock_pending = False
+        elif now - since >= self.cfg.close_wait:
+            self.close_pending_since = None
             self._refuse(now, "contactors close", reason, inlet_voltage=meas.inlet_voltage,
                          battery_voltage=meas.battery_voltage, isolation=meas.isolation.value)
-            return
-        self.out = replace(self.out, contactor=Contactor.CLOSED)
-        self.unlock_pending = False
 
     def _begin_opening(self, now: float) -> None:
+        self.close_pending_since = None
         if self.out.cable_check:
             self.out = replace(self.out, cable_check=False)
         self.cable_check_pending = False

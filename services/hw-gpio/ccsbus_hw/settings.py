@@ -30,6 +30,10 @@ class SafetySettings:
     precharge_delta: float = setting(
         20.0, min=0.5, max=200.0,
         help="PEV: contactors close only when |inlet - battery| is within this (V)")
+    close_wait: float = setting(
+        2.0, min=0.0, max=30.0,
+        help="a close request whose conditions (precharge, isolation, lock) do not hold yet waits "
+             "this long for them, then it is refused (s)")
     broker_loss_timeout: float = setting(
         1.0, min=0.05, max=60.0,
         help="broker unreachable this long while contactors are closed starts the safe shutdown (s)")

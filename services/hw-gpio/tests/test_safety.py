@@ -13,7 +13,8 @@ from ccsbus_hw.safety import (
 from ccsbus_hw.settings import SafetySettings
 
 CFG = SafetySettings(current_threshold=1.0, contactor_open_timeout=2.0, unlock_voltage=60.0,
-                     precharge_delta=20.0, broker_loss_timeout=1.0, feedback_timeout=0.5)
+                     precharge_delta=20.0, broker_loss_timeout=1.0, feedback_timeout=0.5,
+                     close_wait=0.5)
 
 PRECHARGED = Measurements(inlet_voltage=395.0, battery_voltage=400.0)
 CHARGING = Measurements(current=100.0, inlet_voltage=400.0, battery_voltage=400.0)
@@ -41,7 +42,8 @@ def test_pev_close_refused_without_lock() -> None:
     m = SafetyMachine(Side.PEV, CFG)
     m.request_contactors(True)
     out = m.step(0.0, PRECHARGED)
-    assert out.contactor is Contactor.OPEN
+    assert out.contactor is Contactor.OPEN and m.drain_events() == []  # waits close_wait
+    assert m.step(0.6, PRECHARGED).contactor is Contactor.OPEN
     events = m.drain_events()
     assert [e.event for e in events] == ["refused"]
     assert "lock" in events[0].reason
@@ -51,7 +53,8 @@ def test_pev_close_refused_when_inlet_differs_from_battery() -> None:
     m = SafetyMachine(Side.PEV, CFG)
     m.request_lock(True)
     m.request_contactors(True)
-    out = m.step(0.0, Measurements(inlet_voltage=350.0, battery_voltage=400.0))
+    m.step(0.0, Measurements(inlet_voltage=350.0, battery_voltage=400.0))
+    out = m.step(0.6, Measurements(inlet_voltage=350.0, battery_voltage=400.0))
     assert out.contactor is Contactor.OPEN
     (event,) = m.drain_events()
     assert event.event == "refused" and "differs from battery" in event.reason
@@ -62,15 +65,39 @@ def test_pev_close_refused_when_battery_unknown() -> None:
     m = SafetyMachine(Side.PEV, CFG)
     m.request_lock(True)
     m.request_contactors(True)
-    assert m.step(0.0, Measurements(inlet_voltage=0.0)).contactor is Contactor.OPEN
+    m.step(0.0, Measurements(inlet_voltage=0.0))
+    assert m.step(0.6, Measurements(inlet_voltage=0.0)).contactor is Contactor.OPEN
     assert "battery voltage unknown" in m.drain_events()[0].reason
+
+
+def test_pev_close_waits_for_the_precharge_the_requester_already_saw() -> None:
+    m = SafetyMachine(Side.PEV, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    assert m.step(0.0, Measurements(inlet_voltage=340.0, battery_voltage=400.0)).contactor \
+        is Contactor.OPEN
+    assert m.step(0.2, Measurements(inlet_voltage=379.0, battery_voltage=400.0)).contactor \
+        is Contactor.OPEN
+    assert m.step(0.3, Measurements(inlet_voltage=381.0, battery_voltage=400.0)).contactor \
+        is Contactor.CLOSED
+    assert m.drain_events() == []
+
+
+def test_pending_close_is_dropped_by_an_open_request() -> None:
+    m = SafetyMachine(Side.PEV, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    m.step(0.0, Measurements(inlet_voltage=0.0, battery_voltage=400.0))
+    m.request_contactors(False)
+    assert m.step(0.1, PRECHARGED).contactor is Contactor.OPEN
 
 
 def test_evse_close_needs_valid_isolation() -> None:
     m = SafetyMachine(Side.EVSE, CFG)
     m.request_lock(True)
     m.request_contactors(True)
-    out = m.step(0.0, Measurements(cp_state="C", isolation=Isolation.UNKNOWN))
+    m.step(0.0, Measurements(cp_state="C", isolation=Isolation.UNKNOWN))
+    out = m.step(0.6, Measurements(cp_state="C", isolation=Isolation.UNKNOWN))
     assert out.contactor is Contactor.OPEN
     assert "isolation" in m.drain_events()[0].reason
     m.request_contactors(True)
@@ -248,6 +275,7 @@ def test_event_payload_is_json_ready() -> None:
     m.request_lock(True)
     m.request_contactors(True)
     m.step(0.0, Measurements(inlet_voltage=float("inf"), battery_voltage=400.0))
+    m.step(0.6, Measurements(inlet_voltage=float("inf"), battery_voltage=400.0))
     payload = m.drain_events()[0].as_payload(1234.5)
     assert payload["event"] == "refused" and payload["time"] == 1234.5
     assert payload["inlet_voltage"] is None
