@@ -185,7 +185,7 @@ class EvseRole:
 
     def set_state(self, name: str) -> None:
         if name != self.fsm_state:
-            self.log.info("state", state=name, previous=self.fsm_state or "Idle")
+            self.log.info("state", state=name, previous=self.fsm_state or "-")
             self.fsm_state = name
             self.publish("fsm_state", name)
             self.publish_session()

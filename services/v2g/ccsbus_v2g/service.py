@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ccsbus.config import setting
+from ccsbus.config import ConfigError, setting
 from ccsbus.lifecycle import ServiceContext, ServiceSpec
 
+from .apphand import PROTOCOLS
 from .codec import CodecMode
 from .evcc.settings import EvccSettings
+from .secc.faults import FaultError, parse_fault
+
+ENERGY_MODES = ("DC_extended", "DC_core", "AC_three_phase_core", "AC_single_phase_core")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,18 @@ class V2gSettings:
                                  help="the charger side's timers")
     evcc: EvccSettings = setting(default_factory=EvccSettings,
                                  help="the car side (PEV role)")
+
+    def __post_init__(self) -> None:
+        if not self.protocols or any(p not in PROTOCOLS for p in self.protocols):
+            raise ConfigError("v2g.protocols", self.protocols,
+                              f"a non-empty list of {', '.join(PROTOCOLS)}")
+        if not self.energy_modes or any(m not in ENERGY_MODES for m in self.energy_modes):
+            raise ConfigError("v2g.energy_modes", self.energy_modes,
+                              f"a non-empty list of {', '.join(ENERGY_MODES)}")
+        try:
+            parse_fault(self.fault)
+        except FaultError as exc:
+            raise ConfigError("v2g.fault", self.fault, str(exc).split(" is not ", 1)[-1]) from None
 
 
 async def run(ctx: ServiceContext[V2gSettings]) -> None:

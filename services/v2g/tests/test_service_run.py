@@ -37,6 +37,9 @@ def test_settings_parse_and_reject(tmp_path: Any, mosquitto: Mosquitto) -> None:
             "v2g", V2gSettings)
     with pytest.raises(ConfigError, match="v2g.codec"):
         stack_for(mosquitto, tmp_path, {"codec": "grpc"}).section("v2g", V2gSettings)
+    for key, value in (("fault", "nonsense"), ("protocols", ["iso20"]), ("energy_modes", ["AC"])):
+        with pytest.raises(ConfigError, match=f"v2g.{key}"):
+            stack_for(mosquitto, tmp_path, {key: value}).section("v2g", V2gSettings)
 
 
 async def _sdp_answer(port: int, timeout: float) -> bytes | None:
