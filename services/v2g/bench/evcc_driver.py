@@ -29,6 +29,7 @@ class DriverResult:
     messages: int = 0
     current_demand_ms: list[float] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)  # of each response, in order
 
 
 def _pv(schema: str, x: float, unit: str) -> dict[str, Any]:
@@ -115,6 +116,7 @@ class Driver:
         msg = res["V2G_Message"]
         (res_name, res_body), = msg["Body"].items()
         self.result.names.append(res_name)
+        self.result.session_ids.append(str(msg["Header"]["SessionID"]))
         if name == "SessionSetupReq":
             self.session_id = msg["Header"]["SessionID"]
         code = str(res_body.get("ResponseCode", ""))

@@ -303,6 +303,47 @@ def test_missing_interface_is_reported_and_service_keeps_running(mosquitto: Mosq
     assert b"cannot start the SECC" in payload
 
 
+@pytest.mark.parametrize(("fault", "expect"), [
+    ("tcp_reset", "reset"),
+    ("malformed_exi", "garbage"),
+    ("bad_v2gtp_header", "header"),
+])
+def test_transport_faults_reach_the_car(mosquitto: Mosquitto, probe_factory: Any, fault: str,
+                                        expect: str) -> None:
+    """The 6th CurrentDemandRes is broken the way the fault names; the first five are fine."""
+    import ccsbus_exi
+
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        d = driver.Driver("din")
+        await d.connect("::1", role.server.port)
+        with pytest.raises(Exception) as info:
+            await d.run(cycles=10)
+        await d.close()
+        assert d.result.names.count("CurrentDemandRes") == 5
+        exc = info.value
+        if expect == "reset":
+            assert isinstance(exc, ConnectionError | driver.DriverError), repr(exc)
+        elif expect == "garbage":
+            assert isinstance(exc, ccsbus_exi.ExiError), repr(exc)
+        else:
+            assert isinstance(exc, v2gtp.V2gtpError) and exc.reason.name == "BAD_VERSION", repr(exc)
+
+    asyncio.run(with_secc(mosquitto, settings(fault=fault), body))
+
+
+def test_session_id_change_fault(mosquitto: Mosquitto, probe_factory: Any) -> None:
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        result = await driver.run_session("::1", role.server.port, "iso2", cycles=8)
+        demand_ids = [sid for name, sid in zip(result.names, result.session_ids, strict=True)
+                      if name == "CurrentDemandRes"]
+        assert len(set(demand_ids[:5])) == 1 and demand_ids[5] != demand_ids[0]
+        assert demand_ids[6:] == [demand_ids[0]] * 2
+
+    asyncio.run(with_secc(mosquitto, settings(fault="18"), body))
+
+
 def test_sdp_server_ignores_garbage() -> None:
     async def run() -> None:
         server = sdp.SdpServer("lo", 50000, udp_port=0)
