@@ -162,6 +162,14 @@ def test_session_on_mosquitto(tmp_path: Path, protocol: str, mosquitto: Any) -> 
     assert log["options"]["broker"] == mosquitto.url
 
 
+def test_session_on_a_private_mosquitto(tmp_path: Path) -> None:
+    code, log, output = _run_sim(tmp_path / "run", "--broker", "mosquitto")
+    if "mosquitto binary is not installed" in log["reason"]:
+        pytest.skip("mosquitto is not installed")
+    _check_session(tmp_path / "run", code, log, output, "din")
+    assert log["exit_codes"]["mosquitto"] == 0  # the simulation stops the broker it started
+
+
 def test_charger_fault_ends_in_a_failed_session_with_safe_shutdown(tmp_path: Path) -> None:
     code, log, output = _run_sim(tmp_path / "run", "--fault", "pre_charge_failed")
     assert code == 1, output[-2000:]

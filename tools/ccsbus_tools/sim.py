@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,7 +199,7 @@ def decode_payload(payload: bytes) -> Any:
 
 @dataclass
 class ChildProcess:
-    """A helper process that is not a service (the virtual modem)."""
+    """A helper process that is not a service (the virtual modem, a private mosquitto)."""
 
     name: str
     argv: Sequence[str]
@@ -208,7 +209,7 @@ class ChildProcess:
 
     def start(self) -> None:
         self._out = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop
-        self.proc = subprocess.Popen([sys.executable, "-m", "ccsbus", *self.argv], stdout=self._out,
+        self.proc = subprocess.Popen(list(self.argv), stdout=self._out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
@@ -269,6 +270,7 @@ class Simulation:
         self.ready_at = 0.0
         self.ended_since: float | None = None
         self.rounds: list[dict[str, Any]] = []
+        self.broker_process: ChildProcess | None = None
         # the side whose view decides when the session is over: the car, unless it is a real one
         self.watched = Side.EVSE if opts.role_only is Side.EVSE else Side.PEV
 
@@ -326,6 +328,8 @@ class Simulation:
             self.embedded = EmbeddedBroker(port=free_port())
             await self.embedded.start()
             url = self.embedded.url
+        elif url == "mosquitto":
+            url = await self._start_mosquitto()
         ports = None
         if not self.opts.role_only:
             ports = Ports(free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port(),
@@ -421,9 +425,31 @@ class Simulation:
 
         asyncio.get_running_loop().set_exception_handler(handler)
 
+    async def _start_mosquitto(self) -> str:
+        """A private mosquitto on a free loopback port (`--broker mosquitto`)."""
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(exe):
+            raise SimError("--broker mosquitto: the mosquitto binary is not installed")
+        port = free_port()
+        conf = self.out / "logs" / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        broker = ChildProcess("mosquitto", [exe, "-c", str(conf)], self.out / "logs" / "mosquitto.log")
+        broker.start()
+        deadline = time.monotonic() + 5
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if not broker.alive() or time.monotonic() > deadline:
+                raise SimError(f"mosquitto did not start (see {self.out / 'logs' / 'mosquitto.log'})")
+            await asyncio.sleep(0.02)
+        self.broker_process = broker
+        return f"mqtt://127.0.0.1:{port}"
+
     async def _start_medium(self, ports: Ports) -> None:
         log_file = self.out / "logs" / "vmodem.log"
-        vmodem = ChildProcess("vmodem", ["vmodem", "--port", f"udp:127.0.0.1:{ports.evse_modem}",
+        vmodem = ChildProcess("vmodem", [sys.executable, "-m", "ccsbus", "vmodem",
+                                         "--port", f"udp:127.0.0.1:{ports.evse_modem}",
                                          "--port", f"udp:127.0.0.1:{ports.pev_modem}"], log_file)
         vmodem.start()
         self.processes["vmodem"] = vmodem
@@ -533,6 +559,8 @@ class Simulation:
             await bus.close()
         if self.embedded is not None:
             await self.embedded.stop()
+        if self.broker_process is not None:
+            codes["mosquitto"] = await asyncio.to_thread(self.broker_process.stop)
         return codes
 
     def _write_log(self, result: SimResult) -> None:
@@ -584,7 +612,9 @@ def parse_args(argv: list[str] | None) -> SimOptions:
     parser.add_argument("--role-only", choices=["evse", "pev"],
                         help="run only this side against a real peer on --interface")
     parser.add_argument("--interface", default="", help="PLC interface for --role-only (e.g. eth1)")
-    parser.add_argument("--broker", default="", help="broker URL (default: the embedded broker)")
+    parser.add_argument("--broker", default="",
+                        help="broker URL, or `mosquitto` for a private mosquitto on a free port "
+                             "(default: the embedded broker)")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
     parser.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
     parser.add_argument("--sessions", type=int, default=1,
