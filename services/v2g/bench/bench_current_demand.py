@@ -44,7 +44,8 @@ c.on_connect = lambda *a: c.subscribe(sys.argv[3] + "/v2g/message")
 def on_message(cl, u, m):
     d = json.loads(m.payload)
     if d.get("direction") == "tx" and d.get("name") == "CurrentDemandRes":
-        out.write(str(d["latency_ms"]) + "\\n")
+        parts = [d.get(k, 0.0) for k in ("queued_ms", "decode_ms", "handle_ms", "encode_ms")]
+        out.write(" ".join(str(x) for x in [d["latency_ms"], *parts]) + "\\n")
 c.on_message = on_message
 while True:
     try:
@@ -147,13 +148,20 @@ def bench_ours(procs: Procs, ns_secc: list[str], ns_car: list[str], interface: s
     try:
         car = run_driver(ns_car, target, car_if, protocol, cycles, pause)
         deadline = time.monotonic() + 10
-        inside: list[float] = []
+        rows: list[list[float]] = []
         while time.monotonic() < deadline:
-            inside = [float(x) for x in latencies.read_text().split()] if latencies.exists() else []
-            if len(inside) >= cycles:
+            text = latencies.read_text() if latencies.exists() else ""
+            rows = [[float(x) for x in line.split()] for line in text.splitlines() if line.strip()]
+            if len(rows) >= cycles:
                 break
             time.sleep(0.2)
-        return car, inside
+        for i, part in enumerate(("queued before decode", "decode (codec round trip)", "state machine",
+                                  "encode (codec round trip) + send"), start=1):
+            if rows and len(rows[0]) > i:
+                stats = percentiles([r[i] for r in rows])
+                print(f"    {part:<36} p50={stats['p50']:6.2f} ms  p90={stats['p90']:6.2f} ms  "
+                      f"p99={stats['p99']:6.2f} ms")
+        return car, [r[0] for r in rows]
     finally:
         procs.stop()
 

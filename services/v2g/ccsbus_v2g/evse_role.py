@@ -83,6 +83,8 @@ class EvseRole:
         self.sdp_server: sdp.SdpServer | None = None
         self.sessions = 0
         self.connection: V2gConnection | None = None
+        self._decode_ms = 0.0
+        self._wait_ms = 0.0
         self._stop_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ MQTT inputs
@@ -190,10 +192,13 @@ class EvseRole:
             self.publish("fsm_state", name)
             self.publish_session()
 
-    def publish_message(self, direction: str, name: str, tree: Tree, latency_ms: float | None) -> None:
+    def publish_message(self, direction: str, name: str, tree: Tree, latency_ms: float | None,
+                        **timing: float) -> None:
+        """One message in or out; a response also says where its latency went (decode_ms, ...)."""
         self.publish("v2g/message", {
             "direction": direction, "protocol": self.protocol or "apphand", "name": name,
-            "tree": tree, "time": time.time(), "latency_ms": latency_ms})
+            "tree": tree, "time": time.time(), "latency_ms": latency_ms,
+            **{k: round(v, 3) for k, v in timing.items()}})
 
     def error(self, reason: str) -> None:
         self.last_error = reason
@@ -331,6 +336,7 @@ class EvseRole:
             if payload_type != v2gtp.PAYLOAD_EXI:
                 self.error(f"payload type 0x{payload_type:04x} on the V2G connection")
                 return "unexpected payload type"
+            t_decode = loop.time()
             try:
                 tree = await self.codec.decode(schema, payload)
             except CodecError as exc:
@@ -344,6 +350,8 @@ class EvseRole:
                     return "no common protocol"
                 schema = chosen
                 continue
+            self._decode_ms = (loop.time() - t_decode) * 1000
+            self._wait_ms = (t_decode - t_rx) * 1000
             keep_going = await self._request(conn, schema, tree, t_rx)
             if not keep_going:
                 return self.last_error or "session stopped"
@@ -391,12 +399,17 @@ class EvseRole:
         if action is not FaultAction.NONE:
             self.log.info("fault injected", fault=self.fault_case.name if self.fault_case else "",
                           action=action.value, response=step.response_name)
+        t_encode = loop.time()
         sent = await self._send(conn, schema, step, action)
-        latency = (loop.time() - t_rx) * 1000
+        t_sent = loop.time()
+        latency = (t_sent - t_rx) * 1000
         # everything below happens after the response left: it must not delay the car
         self.publish_message("rx", step.request, tree, None)
         if sent is not None:
-            self.publish_message("tx", step.response_name, sent, latency)
+            self.publish_message("tx", step.response_name, sent, latency, queued_ms=self._wait_ms,
+                                 decode_ms=self._decode_ms, handle_ms=(t_encode - t_rx) * 1000
+                                 - self._decode_ms - self._wait_ms,
+                                 encode_ms=(t_sent - t_encode) * 1000)
         if step.error:
             self.error(step.error)
         for path, value in step.publish.items():
