@@ -391,6 +391,9 @@ class EvseRole:
             self.error(f"unreadable request: {exc}")
             return False
         for command in step.hw:
+            if command.cmd == "cable_check" and not self.settings.standalone:
+                # a verdict heard before the request is stale: wait for hw to report this check
+                self.inputs.isolation = Isolation.UNKNOWN
             self.publish("hw/cmd", {"cmd": command.cmd} if command.value is None
                          else {"cmd": command.cmd, "value": command.value})
         if step.wait_contactors and not self.settings.standalone:

@@ -74,3 +74,23 @@ async def _server_answers_unicast_on_loopback() -> None:
     assert res.address == ipaddress.IPv6Address("::1") and res.port == 61000
     assert server.requests == 1
     assert len(errors) == 1 and "bad SDP request" in errors[0]
+
+
+def test_sdp_of_real_captures() -> None:
+    """Every SDP request of the captures gets our answer; every SDP response parses."""
+    from ccsbus.testing.fixtures import shared_dir
+
+    pcapio = pytest.importorskip("ccsbus.pcapio", reason="ccsbus.pcapio is not in this tree")
+    requests = responses = 0
+    for capture in sorted(shared_dir("captures").glob("*/*.pcap*")):
+        for _, _, udp in pcapio.sdp_datagrams(pcapio.read_frames(capture)):
+            ptype, payload = v2gtp.decode_datagram(udp.payload)
+            if ptype == v2gtp.PAYLOAD_SDP_REQ:
+                reply = sdp.answer(udp.payload, ipaddress.IPv6Address("fe80::1"), 50000)
+                assert sdp.parse_response(v2gtp.decode_datagram(reply)[1]).port == 50000
+                requests += 1
+            elif ptype == v2gtp.PAYLOAD_SDP_RES:
+                res = sdp.parse_response(payload)
+                assert res.address.is_link_local and res.transport is Transport.TCP
+                responses += 1
+    assert requests > 10 and responses > 5
