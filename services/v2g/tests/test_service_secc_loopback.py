@@ -344,6 +344,87 @@ def test_session_id_change_fault(mosquitto: Mosquitto, probe_factory: Any) -> No
     asyncio.run(with_secc(mosquitto, settings(fault="18"), body))
 
 
+class FakeHw:
+    """Plays the hw service on the broker: isolation check, contactors, a supply that follows."""
+
+    def __init__(self, port: int, confirm_contactors: bool = True) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.confirm = confirm_contactors
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"{BASE}/hw/cmd", qos=1)
+        self.client.subscribe(f"{BASE}/target_voltage", qos=1)
+        self.client.loop_start()
+
+    def _state(self, **fields: Any) -> None:
+        import time
+
+        self.client.publish(f"{BASE}/hw/state", json.dumps({**fields, "time": time.time()}), qos=1)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic.endswith("target_voltage"):
+            client.publish(f"{BASE}/charger_voltage", msg.payload, qos=1)
+            return
+        cmd = json.loads(msg.payload)
+        if cmd["cmd"] == "cable_check":
+            self._state(isolation="ongoing")
+            self._state(isolation="valid")
+        elif cmd["cmd"] == "contactor" and self.confirm:
+            self._state(contactors="closed" if cmd["value"] == "close" else "open")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.mark.parametrize("protocol", ["din", "iso2"])
+def test_session_with_hw_feedback(mosquitto: Mosquitto, probe_factory: Any, protocol: str) -> None:
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{BASE}/hw/cmd")
+    hw = FakeHw(mosquitto.port)
+
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        await asyncio.sleep(0.3)  # the role's subscriptions reach the broker
+        result = await driver.run_session("::1", role.server.port, protocol, cycles=5)
+        assert result.names[-1] == "SessionStopRes"
+        assert result.names.count("CableCheckRes") >= 2  # Ongoing first, then Finished
+        await asyncio.sleep(0.2)
+        assert role.fsm_state == "SessionStopped" and role.last_error is None
+
+    try:
+        asyncio.run(with_secc(mosquitto, settings(standalone=False), body))
+    finally:
+        hw.close()
+    probe.wait_payload(f"{BASE}/hw/cmd", b'{"cmd":"contactor","value":"open"}')
+    commands = messages(probe, f"{BASE}/hw/cmd")
+    assert commands == [{"cmd": "cable_check"}, {"cmd": "contactor", "value": "close"},
+                        {"cmd": "contactor", "value": "open"}]
+
+
+def test_unconfirmed_contactors_fail_power_delivery(mosquitto: Mosquitto, probe_factory: Any) -> None:
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{BASE}/hw/cmd")
+    hw = FakeHw(mosquitto.port, confirm_contactors=False)
+    cfg = settings(standalone=False, timers=SeccTimers(contactor_timeout=0.3))
+
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        await asyncio.sleep(0.3)
+        with pytest.raises(driver.DriverError, match="PowerDeliveryRes FAILED"):
+            await driver.run_session("::1", role.server.port, "iso2", cycles=5)
+        assert role.last_error is not None and "contactors not closed" in role.last_error
+
+    try:
+        asyncio.run(with_secc(mosquitto, cfg, body))
+    finally:
+        hw.close()
+    probe.wait_payload(f"{BASE}/hw/cmd", b'{"cmd":"safe_shutdown"}')
+
+
 def test_sdp_server_ignores_garbage() -> None:
     async def run() -> None:
         server = sdp.SdpServer("lo", 50000, udp_port=0)
