@@ -9,6 +9,8 @@ delivers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,18 +51,28 @@ class UdpTap:
         self._host_addr: Any = None
         self._host: asyncio.DatagramTransport | None = None
         self._modem: asyncio.DatagramTransport | None = None
+        self._modem_sock: socket.socket | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         self._host, _ = await loop.create_datagram_endpoint(
             lambda: _HostSide(self), local_addr=(self.host, self.listen_port))
-        self._modem, _ = await loop.create_datagram_endpoint(
-            lambda: _ModemSide(self), remote_addr=(self.host, self.modem_port))
+        # our own socket for the modem side: asyncio drops empty datagrams, but an empty one is how a
+        # host registers with its modem port, so those go out through the socket directly
+        self._modem_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._modem_sock.setblocking(False)
+        self._modem_sock.connect((self.host, self.modem_port))
+        self._modem, _ = await loop.create_datagram_endpoint(lambda: _ModemSide(self),
+                                                             sock=self._modem_sock)
 
     def from_host(self, data: bytes, addr: Any) -> None:
         self._host_addr = addr
         if self._modem is not None:
-            self._modem.sendto(data)
+            if data:
+                self._modem.sendto(data)
+            elif self._modem_sock is not None:
+                with contextlib.suppress(OSError):
+                    self._modem_sock.send(b"")
         self._report(data, "out")
 
     def from_modem(self, data: bytes) -> None:
@@ -79,3 +91,4 @@ class UdpTap:
             if transport is not None:
                 transport.close()
         self._host = self._modem = None
+        self._modem_sock = None  # closed with its transport
