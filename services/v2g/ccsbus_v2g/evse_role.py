@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,8 @@ from .service import V2gSettings
 from .tcp import ConnectionClosed, V2gConnection, V2gServer
 from .v2gtp import V2gtpError
 
+# an EXI header followed by all-ones: an escape to second-level events no codec accepts here
+MALFORMED_EXI = b"\x80\x9a" + b"\xff" * 30
 SERVER_RETRY = 5.0  # seconds between attempts to open the SECC's sockets
 
 _INPUT_TOPICS = {
@@ -437,7 +438,7 @@ class EvseRole:
             conn.reset()
             return None
         if action is FaultAction.MALFORMED_EXI:
-            conn.send(b"\x80\x9a" + os.urandom(30))
+            conn.send(MALFORMED_EXI)
             return None
         try:
             data = await self.codec.encode(schema, step.response)
