@@ -69,8 +69,12 @@ class EvsePlant:
             self.contactors_closed = False
         if cable_check:
             v_set = self.cfg.cable_check_voltage
-        elif supply_enabled:
+        elif supply_enabled and target_voltage > 0:
             v_set = min(target_voltage, self.cfg.max_voltage)
+        elif supply_enabled:
+            # no target from the car yet (between the isolation check and PreCharge): hold, so the
+            # output does not sweep down through the battery voltage and back up again
+            v_set = self.supply_voltage
         else:
             v_set = 0.0
         if Fault.OVERSHOOT in self.faults:

@@ -158,3 +158,16 @@ def test_peer_view_mapping() -> None:
     gone = peer_view_from(Side.PEV, charger_state, {"state": "C", "duty": 5}, online=False)
     assert not gone.contactors_closed and gone.current == 0.0 and not gone.present
     assert peer_view_from(Side.EVSE, None, {"state": "C"}).cp_state == "A"  # stale car: unplugged
+
+
+def test_supply_holds_after_the_isolation_check_until_a_target_arrives() -> None:
+    p = EvsePlant(CFG, contactors_closed=True, supply_voltage=450.0)
+    run_evse(p, 0.5, closed_cmd=True, cable_check=False, supply_enabled=True, target_voltage=0.0,
+             target_current=0.0, peer=PeerView())
+    assert p.supply_voltage == 450.0
+    run_evse(p, 0.5, closed_cmd=True, cable_check=False, supply_enabled=True,
+             target_voltage=360.0, target_current=0.0, peer=PeerView())
+    assert p.supply_voltage == pytest.approx(400.0)  # down at 100 V/s towards the target
+    run_evse(p, 0.5, closed_cmd=True, cable_check=False, supply_enabled=False,
+             target_voltage=360.0, target_current=0.0, peer=PeerView())
+    assert p.supply_voltage == pytest.approx(350.0)  # disabled: towards zero
