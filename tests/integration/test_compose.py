@@ -254,6 +254,18 @@ def test_generated_passwords_and_acl_are_enforced_by_mosquitto(
     topics = [t for t, _ in seen]
     assert "pyPlc/slac/status" in topics
     assert "pyPlc/v2g/session" not in topics and "pyPlc/slac/cmd" not in topics
+    # what the broker container's health check reads, as the tools user
+    health, ok = _connect(port, "external", passwords["external"])
+    assert ok
+    uptime: list[bytes] = []
+    health.on_message = lambda c, u, m: uptime.append(bytes(m.payload))
+    health.subscribe("$SYS/broker/uptime", qos=0)
+    deadline = time.monotonic() + 15  # mosquitto publishes $SYS every 10 s (retained)
+    while not uptime and time.monotonic() < deadline:
+        time.sleep(0.05)
+    health.loop_stop()
+    health.disconnect()
+    assert uptime and b"seconds" in uptime[0]
 
 
 def test_health_check_reads_the_retained_status(mosquitto: object) -> None:

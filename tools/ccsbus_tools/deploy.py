@@ -88,6 +88,11 @@ def env_file_text(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def acl_text(contract: Contract) -> str:
+    """The contract's ACL plus the broker's uptime topic for every user (the health check reads it)."""
+    return to_acl(contract) + "\n# broker liveness for container health checks\npattern read $SYS/broker/uptime\n"
+
+
 def write_mosquitto(out: Path, passwords: Mapping[str, str], contract: Contract, port: int,
                     config_dir: str | None = None, data_dir: str | None = None,
                     persistence: bool = True, owner: int | None = None) -> list[Path]:
@@ -95,7 +100,7 @@ def write_mosquitto(out: Path, passwords: Mapping[str, str], contract: Contract,
     cfg_dir = config_dir or str(out)
     conf = MOSQUITTO_CONF.format(port=port, config_dir=cfg_dir, data_dir=data_dir or cfg_dir,
                                  persistence="true" if persistence else "false")
-    files = {"acl": to_acl(contract), "passwd": password_file(passwords), "mosquitto.conf": conf}
+    files = {"acl": acl_text(contract), "passwd": password_file(passwords), "mosquitto.conf": conf}
     written = []
     for name, text in files.items():
         path = out / name
