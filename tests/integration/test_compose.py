@@ -322,3 +322,27 @@ def test_sim_profile_runs_a_session_in_containers(tmp_path: Path, password_env: 
         container.remove(force=True)
     assert status["StatusCode"] == 0, logs[-2000:]
     assert (runs / "latest" / "session.json").is_file()
+
+
+def test_deploy_cli_writes_the_broker_files(tmp_path: Path, password_env: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "conf"
+    assert deploy.main(["mosquitto", "--out", str(out), "--env-file", str(password_env),
+                        "--config-dir", "/mosquitto/config", "--data-dir", str(tmp_path / "data")]) == 0
+    conf = (out / "mosquitto.conf").read_text()
+    assert "password_file /mosquitto/config/passwd" in conf and "allow_anonymous false" in conf
+    users = [line.split(":", 1)[0] for line in (out / "passwd").read_text().splitlines()]
+    assert sorted(users) == sorted(deploy.users(load_contract()))
+    assert (out / "passwd").stat().st_mode & 0o777 == 0o600
+    assert "user v2g" in (out / "acl").read_text()
+    # a missing password is named, not silently skipped
+    partial = tmp_path / "partial.env"
+    partial.write_text("\n".join(line for line in password_env.read_text().splitlines()
+                                 if not line.startswith("CCSBUS_PW_HW=")) + "\n")
+    assert deploy.main(["mosquitto", "--out", str(tmp_path / "x"), "--env-file", str(partial)]) == 2
+    assert "CCSBUS_PW_HW" in capsys.readouterr().err
+    # systemd credentials: one file per service, private
+    assert deploy.main(["service-env", "--env-file", str(password_env), "--out", str(tmp_path / "etc")]) == 0
+    slac_env = (tmp_path / "etc" / "slac.env").read_text()
+    assert "CCSBUS__BROKER__USERNAME=slac" in slac_env
+    assert (tmp_path / "etc" / "slac.env").stat().st_mode & 0o777 == 0o600
