@@ -153,6 +153,7 @@ class HwController:
         current = b.read_current()
         battery = b.read_battery()
         cp = b.read_cp()
+        supply = b.read_supply() if self.side is Side.EVSE else None
         return Measurements(
             current=(self.bus_current if self.bus_current is not None else math.inf)
             if current is None else current,
@@ -163,6 +164,7 @@ class HwController:
             lock_feedback=b.read_lock_feedback(),
             cp_state=cp.state if cp is not None else None,
             stop_button=b.read_stop_button(),
+            voltage_limit=supply.max_voltage if supply is not None else None,
         )
 
     def tick(self, now: float) -> Outputs:

@@ -59,7 +59,13 @@ class EvsePlant:
     isolation: Isolation = Isolation.UNKNOWN
     iso_elapsed: float = 0.0
     faults: set[Fault] = field(default_factory=set)
+    max_voltage: float = 0.0  # the supply's limits; 0 takes the configured ones
+    max_current: float = 0.0
     _checking: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.max_voltage = self.max_voltage or self.cfg.max_voltage
+        self.max_current = self.max_current or self.cfg.max_current
 
     def step(self, dt: float, *, closed_cmd: bool, cable_check: bool, supply_enabled: bool,
              target_voltage: float, target_current: float, peer: PeerView) -> None:
@@ -68,9 +74,9 @@ class EvsePlant:
         elif not (Fault.STUCK_CONTACTOR in self.faults and self.contactors_closed):
             self.contactors_closed = False
         if cable_check:
-            v_set = self.cfg.cable_check_voltage
+            v_set = min(self.cfg.cable_check_voltage, self.max_voltage)
         elif supply_enabled and target_voltage > 0:
-            v_set = min(target_voltage, self.cfg.max_voltage)
+            v_set = min(target_voltage, self.max_voltage)
         elif supply_enabled:
             # no target from the car yet (between the isolation check and PreCharge): hold, so the
             # output does not sweep down through the battery voltage and back up again
@@ -82,7 +88,7 @@ class EvsePlant:
         self.supply_voltage = _slew(self.supply_voltage, v_set, self.cfg.voltage_slew, dt)
         circuit = self.contactors_closed and peer.contactors_closed
         if circuit:
-            demand = min(target_current, self.cfg.max_current) if supply_enabled else 0.0
+            demand = min(target_current, self.max_current) if supply_enabled else 0.0
             self.current = _slew(self.current, max(0.0, demand), self.cfg.current_slew, dt)
         else:
             self.current = 0.0  # an open circuit carries no current

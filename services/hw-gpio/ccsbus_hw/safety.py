@@ -70,6 +70,7 @@ class Cause(Enum):
     CONTACTOR_FAULT = "contactor_fault"
     STARTUP = "startup_recovery"
     CP_LOST = "cp_lost"
+    OVERVOLTAGE = "overvoltage"
 
     @property
     def autonomous(self) -> bool:
@@ -86,6 +87,10 @@ class Measurements:
     lock_feedback: bool | None = None
     cp_state: str | None = None  # EVSE: the car's CP state as measured
     stop_button: bool = False
+    voltage_limit: float | None = None  # EVSE: the supply's maximum output voltage
+
+
+OVERVOLTAGE_FACTOR = 1.05  # output above the supply's own maximum by this much is a fault
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,12 @@ class SafetyMachine:
         elif (self.side is Side.EVSE and meas.cp_state in ("A", "E", "F")
               and self._energy_flowing()):
             self._start_shutdown(now, Cause.CP_LOST, f"CP state {meas.cp_state} while energy flows")
+        elif (self.side is Side.EVSE and meas.voltage_limit is not None and self._energy_flowing()
+              and math.isfinite(meas.inlet_voltage)
+              and meas.inlet_voltage > meas.voltage_limit * OVERVOLTAGE_FACTOR):
+            self._start_shutdown(now, Cause.OVERVOLTAGE,
+                                 f"output {meas.inlet_voltage:.1f} V above the supply maximum "
+                                 f"{meas.voltage_limit:g} V")
         elif meas.stop_button and (self._energy_flowing() or self.out.lock):
             self._start_shutdown(now, Cause.STOP_BUTTON, "stop button pressed")
         elif (meas.isolation is Isolation.FAULT and self._last_isolation is not Isolation.FAULT

@@ -143,3 +143,44 @@ def test_evse_sim_car_unplugged_opens_and_frees_the_connector() -> None:
     assert board.pwm == 100.0
     causes = [v.get("cause") for p, v in published if p == "hw/safety" and v.get("step") == "start"]
     assert causes == ["cp_lost"]
+
+
+def test_evse_sim_supply_command_and_overshoot_fault() -> None:
+    from ccsbus_hw.backends.base import CommandError
+    from ccsbus_hw.backends.sim import SimBackend
+    from ccsbus_hw.settings import SimSettings
+
+    sim = SimSettings(isolation_time=0.05, plugged=True, voltage_slew=5000.0)
+    board = SimBackend(Side.EVSE, sim)
+    published: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    ctl = HwController(Side.EVSE, HwSettings(sim=sim), board,
+                       lambda p, v: published.append((p, v)), lambda r, t: errors.append(r),
+                       get_logger("hw.test"))
+    ctl.on_command({"cmd": "supply", "value": {"max_voltage": 450}})
+    ctl.on_command({"cmd": "supply", "value": {"max_voltage": 9000}})
+    assert errors and "from 0 to the configured 500" in errors[-1]
+    t = 0.0
+    ctl.on_command({"cmd": "plug", "value": "C"})
+    ctl.on_command({"cmd": "cable_check"})
+    for _ in range(20):
+        ctl.tick(t)
+        t += 0.02
+    ctl.on_topic("target_voltage", 445)
+    for _ in range(20):
+        ctl.tick(t)
+        t += 0.02
+    assert ("charger_max_voltage", 450.0) in published
+    assert ctl.machine.shutdown.value == "idle"
+    ctl.on_command({"cmd": "fault", "value": "overshoot"})  # 445 V * 1.1 > 450 V * 1.05
+    for _ in range(20):
+        ctl.tick(t)
+        t += 0.02
+    causes = [v.get("cause") for p, v in published if p == "hw/safety" and v.get("step") == "start"]
+    assert causes == ["overvoltage"]
+    try:
+        board.command("supply", "lots")
+    except CommandError as exc:
+        assert "an object with max_voltage" in str(exc)
+    else:
+        raise AssertionError("a bad supply value was accepted")

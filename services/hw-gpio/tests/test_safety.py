@@ -303,3 +303,18 @@ def test_evse_car_lost_while_charging_shuts_down() -> None:
     out = m.step(0.1, Measurements(isolation=Isolation.VALID, cp_state="A", current=30.0))
     assert out.contactor is Contactor.OPENING and not out.supply_enabled
     assert m.cause is not None and m.cause.value == "cp_lost"
+
+
+def test_evse_output_above_the_supply_maximum_shuts_down() -> None:
+    m = SafetyMachine(Side.EVSE, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    ok = Measurements(isolation=Isolation.VALID, cp_state="C", inlet_voltage=520.0,
+                      voltage_limit=500.0)
+    m.step(0.0, ok)
+    m.step(0.1, ok)  # within 5 %
+    assert m.shutdown is Shutdown.IDLE
+    m.step(0.2, Measurements(isolation=Isolation.VALID, cp_state="C", inlet_voltage=530.0,
+                             voltage_limit=500.0, current=20.0))
+    assert m.cause is not None and m.cause.value == "overvoltage"
+    assert m.out.contactor is Contactor.OPENING

@@ -98,7 +98,7 @@ class SimBackend(HwBackend):
         if self.side is Side.PEV:
             return None
         return SupplyReading(voltage=self.evse.cable_voltage, current=self.evse.current,
-                             max_voltage=self.cfg.max_voltage, max_current=self.cfg.max_current,
+                             max_voltage=self.evse.max_voltage, max_current=self.evse.max_current,
                              supply_voltage=self.evse.supply_voltage)
 
     def read_cp(self) -> CpReading:
@@ -134,6 +134,20 @@ class SimBackend(HwBackend):
                 self.faults.clear()
             else:
                 self.faults.add(fault)
+            return
+        if cmd == "supply" and self.side is Side.EVSE:
+            if not isinstance(value, dict) or not value.keys() <= {"max_voltage", "max_current"}:
+                raise CommandError(f"supply value {value!r}: an object with max_voltage and/or "
+                                   "max_current")
+            for key, limit in (("max_voltage", self.cfg.max_voltage),
+                               ("max_current", self.cfg.max_current)):
+                if key not in value:
+                    continue
+                number = value[key]
+                if isinstance(number, bool) or not isinstance(number, int | float) \
+                        or not 0 < number <= limit:
+                    raise CommandError(f"supply {key} {number!r}: from 0 to the configured {limit:g}")
+                setattr(self.evse, key, float(number))
             return
         if cmd == "plug":
             if self.peer is not None:
