@@ -552,8 +552,12 @@ class StackRun:
 
 
 def run_stacks(broker_port: int, workdir: Any, protocol: str, fault: str = "",
-               evcc: dict[str, Any] | None = None, timeout: float = 40.0) -> StackRun:
-    """Both stacks from start to the car's session end; processes stopped afterwards."""
+               evcc: dict[str, Any] | None = None, timeout: float = 40.0,
+               at_state: tuple[str, Callable[[Stacks], None]] | None = None) -> StackRun:
+    """Both stacks from start to the car's session end; processes stopped afterwards.
+
+    `at_state` = (fsm_state of the car, action): the action runs once the car reached it.
+    """
     started = time.monotonic()
     sdp_port = free_udp_port()
     configs = stack_configs(protocol, sdp_port, fault, evcc)
@@ -567,6 +571,14 @@ def run_stacks(broker_port: int, workdir: Any, protocol: str, fault: str = "",
         plug_in(evse_rec)
         stacks.start(["PEV-v2g"])
         try:
+            if at_state is not None:
+                state, action = at_state
+                deadline = time.monotonic() + timeout
+                while state not in pev_rec.values("fsm_state"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the car never reached {state}")
+                    time.sleep(0.02)
+                action(stacks)
             end = pev_rec.wait_session_end(timeout)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; dead: {stacks.dead()}\n--- PEV v2g:\n"
