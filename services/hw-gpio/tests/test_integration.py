@@ -200,7 +200,7 @@ def test_v2g_killed_in_current_demand(mosquitto: Mosquitto, recorder_factory: An
         current = "charger_current" if role == "EVSE" else "hw/state"
         rec.wait(lambda: any((m.value if role == "EVSE" else m.value["present_current"]) > 50
                              for m in rec.get(current)), 5, "current flowing")
-        killed = time.monotonic()
+        killed, wall_killed = time.monotonic(), time.time()
         os.kill(fake.pid, signal.SIGKILL)
         fake.wait(5)
         rec.wait(lambda: "done" in [m.value.get("step") for m in steps(rec, killed)],
@@ -208,6 +208,12 @@ def test_v2g_killed_in_current_demand(mosquitto: Mosquitto, recorder_factory: An
         offline = rec.get("v2g/status", killed)
         assert offline and offline[0].value == "offline"
         check_shutdown(rec, role, killed, "v2g_offline")
+        # the will arrives as soon as the broker sees the socket close: the sequence starts at once
+        stamped = [m.value["time"] for m in steps(rec, killed)]
+        print(f"{role}: kill -> shutdown start {stamped[0] - wall_killed:.3f} s, "
+              f"-> contactors open {stamped[2] - wall_killed:.3f} s, "
+              f"-> unlocked {stamped[3] - wall_killed:.3f} s")
+        assert stamped[0] - wall_killed < 1.0
         if role == "EVSE":  # the supply's present current as published, after the contactors
             opened_at = steps(rec, killed)[2].at
             late = [m.value for m in rec.get("charger_current", opened_at + 0.05)]
