@@ -21,7 +21,7 @@ static const char *const enum_names[3] = {
 };
 
 static const exi_dtype dtypes[5] = {
-    {EXI_T_ENUM, 2, 0, 3, 0, 0, INT64_C(0), INT64_C(0)},
+    {EXI_T_ENUM, 2, 0, 3, 0, 0, INT64_C(0), INT64_C(2)},
     {EXI_T_NBIT, 8, 0, 0, 0, 0, INT64_C(0), INT64_C(255)},
     {EXI_T_STRING, 0, 0, 0, 0, 100, INT64_C(0), INT64_C(0)},
     {EXI_T_UINT, 0, 0, 0, 0, 0, INT64_C(0), INT64_C(4294967295)},

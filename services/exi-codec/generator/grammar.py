@@ -112,10 +112,10 @@ def make_dtype(t: Any) -> Dtype:
     if enum:
         # EXI enumerations: n-bit index in schema order (not for boolean/float types)
         values = tuple(str(v) for v in enum)
-        return Dtype("ENUM", nbits=_bits_for(len(values)), enum=values)
+        return Dtype("ENUM", nbits=_bits_for(len(values)), min=0, max=len(values) - 1, enum=values)
     for name in chain:
         if name == "boolean":
-            return Dtype("BOOL", nbits=1)
+            return Dtype("BOOL", nbits=1, min=0, max=1)
         if name == "hexBinary":
             return Dtype("HEX", max_len=_max_len(t))
         if name == "base64Binary":

@@ -51,11 +51,8 @@ static inline int exi_rd(exi_reader *r, unsigned n, uint32_t *out)
         if (r->avail < n)
             return -1;
     }
-    if (n == 0) {
-        *out = 0;
-        return 0;
-    }
-    *out = (uint32_t)(r->cache >> (64u - n));
+    /* two shifts: n == 0 must give 0 without a shift by 64 */
+    *out = (uint32_t)((r->cache >> (63u - n)) >> 1);
     r->cache <<= n;
     r->avail -= n;
     return 0;

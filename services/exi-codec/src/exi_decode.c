@@ -97,28 +97,19 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
     uint32_t b = 0;
     uint64_t u = 0;
     int rc;
-    switch (t->kind) {
-    case EXI_T_BOOL:
-        if (exi_rd(&d->r, 1, &b))
-            goto trunc;
-        ev->v.i = b;
-        return EXI_OK;
-    case EXI_T_NBIT:
+    /* BOOL, NBIT and ENUM are all nbits of (value - min) with an upper bound (the generator
+     * gives BOOL [0, 1] and ENUM [0, count - 1]): one branch for the common case */
+    if ((1u << t->kind) & ((1u << EXI_T_BOOL) | (1u << EXI_T_NBIT) | (1u << EXI_T_ENUM))) {
         if (exi_rd(&d->r, t->nbits, &b))
             goto trunc;
         ev->v.i = t->min + (int64_t)b;
         if (ev->v.i > t->max)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "value %lld above maximum %lld in %s",
+            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "%s %lld above maximum %lld in %s",
+                        t->kind == EXI_T_ENUM ? "enumeration index" : "value",
                         (long long)ev->v.i, (long long)t->max, d->where);
         return EXI_OK;
-    case EXI_T_ENUM:
-        if (exi_rd(&d->r, t->nbits, &b))
-            goto trunc;
-        if (b >= t->enum_count)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "enumeration index %u of %u in %s",
-                        (unsigned)b, (unsigned)t->enum_count, d->where);
-        ev->v.i = b;
-        return EXI_OK;
+    }
+    switch (t->kind) {
     case EXI_T_UINT:
         if ((rc = rd_uint(d, &u)))
             return rc;
