@@ -208,6 +208,12 @@ class PevSession:
                     log.info("session ended", ok=done.ok, reason=done.reason,
                              protocol=self.protocol)
 
+    async def fail_safe(self, reason: str) -> Finished:
+        """The safe shutdown after an unexpected error anywhere in the session."""
+        if self.result is not None:
+            return self.result
+        return await self._fail_early(reason)
+
     async def _fail_early(self, reason: str) -> Finished:
         """A failure before the EVCC machine exists: same safe shutdown order."""
         log.warning("safe shutdown", reason=reason, state=self.fsm_state)
@@ -387,7 +393,11 @@ async def run(ctx: ServiceContext[Any]) -> None:
             state.inputs.stop_requested = False
             session = PevSession(bus, codec, settings, state,
                                  state.link_interface or interface, ctx.stopping)
-            result = await session.run()
+            try:
+                result = await session.run()
+            except Exception as exc:  # a bug must not leave the contactors closed
+                log.exception("pev session failed", error=repr(exc))
+                result = await session.fail_safe(f"internal error: {exc!r}")
             log.info("pev session over", ok=result.ok, reason=result.reason)
             if not wait_for_link:
                 await ctx.stopping.wait()

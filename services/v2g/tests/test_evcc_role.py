@@ -166,3 +166,20 @@ def test_pev_role_follows_the_plc_link(bench: Bench) -> None:
     assert end["state"] == "Finished", end
     assert secc.connections == 2
     assert H.check_shutdown_order(bench.recorder.events()) == ""
+
+
+def test_pev_role_survives_a_bug_in_the_session(bench: Bench, monkeypatch: Any) -> None:
+    """An exception inside the session still runs the safe shutdown and the service lives."""
+    secc = H.ScriptedSecc(protocol="din")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated bug in the current demand builder")
+
+    from ccsbus_v2g.evcc import din
+
+    monkeypatch.setattr(din.Din, "current_demand", broken)
+    end = run_pev(bench, secc)
+    assert end["state"] == "SafeShutdown"
+    assert "simulated bug" in end["last_error"]
+    assert H.check_shutdown_order(bench.recorder.events()) == ""
+    assert "offline" not in bench.recorder.values("v2g/status")[:-1]
