@@ -159,6 +159,7 @@ class SafetyMachine:
         self.close_pending_since: float | None = None
         self.cable_check_pending = False
         self.cable_check_seen_ongoing = False
+        self.cable_check_since = 0.0
         self.unlock_pending = False
         self.events: list[SafetyEvent] = []
         self._requests: deque[Request] = deque()
@@ -337,6 +338,7 @@ class SafetyMachine:
                     self._refuse(now, "cable_check", blocked)
                     return
                 self.cable_check_pending = True
+                self.cable_check_since = now
                 if not self.out.lock:
                     self.out = replace(self.out, lock=True)
                     self._emit(now, "autonomous", "lock before the isolation check", step="lock")
@@ -480,6 +482,11 @@ class SafetyMachine:
 
     def _run_cable_check(self, now: float, meas: Measurements) -> None:
         if self.side is not Side.EVSE:
+            return
+        if (self.cable_check_pending and not self._lock_holds(meas)
+                and now - self.cable_check_since >= self.cfg.feedback_timeout):
+            self.cable_check_pending = False
+            self._refuse(now, "cable_check", "the connector lock did not report locked")
             return
         if self.cable_check_pending and self._lock_holds(meas):
             self.cable_check_pending = False

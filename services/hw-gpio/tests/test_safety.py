@@ -318,3 +318,14 @@ def test_evse_output_above_the_supply_maximum_shuts_down() -> None:
                              voltage_limit=500.0, current=20.0))
     assert m.cause is not None and m.cause.value == "overvoltage"
     assert m.out.contactor is Contactor.OPENING
+
+
+def test_evse_cable_check_gives_up_when_the_lock_never_reports_locked() -> None:
+    m = SafetyMachine(Side.EVSE, CFG)
+    m.request_cable_check()
+    m.step(0.0, Measurements(cp_state="C", lock_feedback=False))
+    out = m.step(0.6, Measurements(cp_state="C", lock_feedback=False))
+    assert out.contactor is Contactor.OPEN and not out.cable_check
+    assert "did not report locked" in m.drain_events()[-1].reason
+    m.step(0.7, Measurements(cp_state="C", lock_feedback=True))
+    assert m.out.contactor is Contactor.OPEN  # a late lock does not start the check by itself
