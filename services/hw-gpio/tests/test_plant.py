@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ccsbus_hw.cable import peer_view_from
@@ -15,9 +17,9 @@ CFG = SimSettings(voltage_slew=100.0, current_slew=50.0, isolation_time=0.5, dis
 CAR_CLOSED = PeerView(contactors_closed=True, voltage=350.0)
 
 
-def run_evse(p: EvsePlant, seconds: float, dt: float = 0.01, **kw: object) -> None:
+def run_evse(p: EvsePlant, seconds: float, dt: float = 0.01, **kw: Any) -> None:
     for _ in range(round(seconds / dt)):
-        p.step(dt, **kw)  # type: ignore[arg-type]
+        p.step(dt, **kw)
 
 
 def test_supply_voltage_follows_setpoint_with_slew_rate() -> None:

@@ -78,7 +78,8 @@ class Checker:
         if out.contactor is Contactor.OPENING and prev.contactor is not Contactor.OPENING:
             self.opening_since = step.time
         if prev.contactors_closed and not out.contactors_closed:
-            since = self.opening_since if prev.contactor is Contactor.OPENING else step.time
+            since = (self.opening_since if prev.contactor is Contactor.OPENING
+                     and self.opening_since is not None else step.time)
             forced = "forced_open" in names and step.time - since >= SAFETY.contactor_open_timeout
             if not (abs(m.current) < SAFETY.current_threshold or forced):
                 self.fail(step, "contactors opened under load without the timeout")
@@ -136,7 +137,7 @@ class Harness:
 
     def act(self, action: tuple[Any, ...]) -> None:
         kind = action[0]
-        value = action[1] if len(action) > 1 else None
+        value: Any = action[1] if len(action) > 1 else None
         if kind in ("lock", "cp", "contactors"):
             self.retained[kind] = value
         self.checker.action(kind, value)

@@ -146,7 +146,8 @@ def test_celeron55_board_over_pty(pty: tuple[int, str]) -> None:
         assert cp is not None and (cp.state, cp.duty) == ("B", 5.0)
         os.write(master, b"plugged_in=0\nsoc_percent=lots\n")
         poll_until(board, lambda: board.plugged() is False)
-        assert board.read_cp() is not None and board.read_cp().state == "A"  # type: ignore[union-attr]
+        unplugged = board.read_cp()
+        assert unplugged is not None and unplugged.state == "A"
         poll_until(board, lambda: len(board._errors) >= 1)
         assert "soc_percent is not a number" in board.drain_errors()[0]
     finally:
