@@ -43,6 +43,9 @@ static int fail(exi_error *err, int code, size_t offset, const char *fmt, ...)
     return code;
 }
 
+/* bit offset of a decoder, for error reports */
+#define DPOS(dp) exi_rpos(&(dp)->r)
+
 typedef struct {
     exi_reader r;
     exi_doc *doc;
@@ -65,17 +68,17 @@ EXI_HOT int rd_uint(dec *d, uint64_t *out)
     for (;;) {
         uint32_t b;
         if (exi_rd(&d->r, 8, &b))
-            return fail(d->err, EXI_E_TRUNCATED, exi_rpos(&d->r), "truncated unsigned integer in %s",
+            return fail(d->err, EXI_E_TRUNCATED, DPOS(d), "truncated unsigned integer in %s",
                         d->where);
         if (shift == 63 && (b & 0x7fu) > 1u)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "unsigned integer over 64 bits in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "unsigned integer over 64 bits in %s",
                         d->where);
         v |= (uint64_t)(b & 0x7fu) << shift;
         if (!(b & 0x80u))
             break;
         shift += 7;
         if (shift > 63)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "unsigned integer over 64 bits in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "unsigned integer over 64 bits in %s",
                         d->where);
     }
     *out = v;
@@ -85,7 +88,7 @@ EXI_HOT int rd_uint(dec *d, uint64_t *out)
 static int pool_put(dec *d, uint8_t byte)
 {
     if (d->doc->pool_used >= EXI_MAX_POOL)
-        return fail(d->err, EXI_E_CAPACITY, exi_rpos(&d->r), "value pool full (%u bytes) in %s",
+        return fail(d->err, EXI_E_CAPACITY, DPOS(d), "value pool full (%u bytes) in %s",
                     EXI_MAX_POOL, d->where);
     d->doc->pool[d->doc->pool_used++] = byte;
     return EXI_OK;
@@ -104,7 +107,7 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
             goto trunc;
         ev->v.i = t->min + (int64_t)b;
         if (ev->v.i > t->max)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "%s %lld above maximum %lld in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "%s %lld above maximum %lld in %s",
                         t->kind == EXI_T_ENUM ? "enumeration index" : "value",
                         (long long)ev->v.i, (long long)t->max, d->where);
         return EXI_OK;
@@ -114,7 +117,7 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
         if ((rc = rd_uint(d, &u)))
             return rc;
         if (t->max >= 0 && u > (uint64_t)t->max && t->max != INT64_MAX)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "value %llu above maximum %lld in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "value %llu above maximum %lld in %s",
                         (unsigned long long)u, (long long)t->max, d->where);
         ev->v.u = u;
         return EXI_OK;
@@ -124,11 +127,11 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
         if ((rc = rd_uint(d, &u)))
             return rc;
         if (u > (uint64_t)INT64_MAX)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "integer out of 64-bit range in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "integer out of 64-bit range in %s",
                         d->where);
         ev->v.i = b ? -(int64_t)u - 1 : (int64_t)u;
         if (ev->v.i < t->min || ev->v.i > t->max)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "value %lld outside [%lld, %lld] in %s",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "value %lld outside [%lld, %lld] in %s",
                         (long long)ev->v.i, (long long)t->min, (long long)t->max, d->where);
         return EXI_OK;
     case EXI_T_HEX:
@@ -137,12 +140,12 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
         if ((rc = rd_uint(d, &u)))
             return rc;
         if (t->max_len && u > t->max_len)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "%llu bytes in %s, at most %u allowed",
+            return fail(d->err, EXI_E_VALUE, DPOS(d), "%llu bytes in %s, at most %u allowed",
                         (unsigned long long)u, d->where, (unsigned)t->max_len);
         if (u > exi_rleft(&d->r) / 8u)
             goto trunc;
         if (u > EXI_MAX_POOL - d->doc->pool_used)
-            return fail(d->err, EXI_E_CAPACITY, exi_rpos(&d->r), "binary value of %llu bytes in %s",
+            return fail(d->err, EXI_E_CAPACITY, DPOS(d), "binary value of %llu bytes in %s",
                         (unsigned long long)u, d->where);
         ev->v.off = d->doc->pool_used;
         ev->len = (uint32_t)u;
@@ -157,11 +160,11 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
         if ((rc = rd_uint(d, &u)))
             return rc;
         if (u < 2)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r),
+            return fail(d->err, EXI_E_VALUE, DPOS(d),
                         "string table hit in %s (the value table is empty)", d->where);
         n = u - 2;
         if (t->max_len && n > t->max_len)
-            return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r),
+            return fail(d->err, EXI_E_VALUE, DPOS(d),
                         "%llu characters in %s, at most %u allowed", (unsigned long long)n,
                         d->where, (unsigned)t->max_len);
         if (n > exi_rleft(&d->r) / 8u)
@@ -172,7 +175,7 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
             if ((rc = rd_uint(d, &cp)))
                 return rc;
             if (cp > 0x10FFFFu || (cp >= 0xD800u && cp <= 0xDFFFu) || cp == 0)
-                return fail(d->err, EXI_E_VALUE, exi_rpos(&d->r), "invalid code point %llu in %s",
+                return fail(d->err, EXI_E_VALUE, DPOS(d), "invalid code point %llu in %s",
                             (unsigned long long)cp, d->where);
             if (cp < 0x80u) {
                 rc = pool_put(d, (uint8_t)cp);
@@ -196,26 +199,16 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
         return EXI_OK;
     }
     default:
-        return fail(d->err, EXI_E_UNSUPPORTED, exi_rpos(&d->r), "datatype %u in %s", t->kind,
+        return fail(d->err, EXI_E_UNSUPPORTED, DPOS(d), "datatype %u in %s", t->kind,
                     d->where);
     }
 trunc:
-    return fail(d->err, EXI_E_TRUNCATED, exi_rpos(&d->r), "input ends inside a value of %s", d->where);
+    return fail(d->err, EXI_E_TRUNCATED, DPOS(d), "input ends inside a value of %s", d->where);
 }
 
 static const char *where_of(const dec *d, unsigned depth, const uint32_t *se_at)
 {
     return depth ? d->s->names[d->doc->ev[se_at[depth - 1]].name] : "document";
-}
-
-static exi_event *push_event(dec *d)
-{
-    if (d->doc->n_events >= EXI_MAX_EVENTS) {
-        fail(d->err, EXI_E_CAPACITY, exi_rpos(&d->r), "more than %u events (in %s)", EXI_MAX_EVENTS,
-             d->where);
-        return NULL;
-    }
-    return &d->doc->ev[d->doc->n_events++];
 }
 
 int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *doc,
@@ -255,15 +248,13 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
                     "EXI header 0x%02X, expected 0x80 (no cookie, no options, version 1)",
                     (unsigned)header);
     if (exi_rd(&d.r, s->doc_bits, &code))
-        return fail(err, EXI_E_TRUNCATED, exi_rpos(&d.r), "input ends before the root element");
+        return fail(err, EXI_E_TRUNCATED, DPOS(&d), "input ends before the root element");
     if (code >= s->n_doc)
-        return fail(err, code == s->n_doc ? EXI_E_UNSUPPORTED : EXI_E_EVENT, exi_rpos(&d.r),
+        return fail(err, code == s->n_doc ? EXI_E_UNSUPPORTED : EXI_E_EVENT, DPOS(&d),
                     "root element code %u is not a declared %s element", (unsigned)code, s->id);
     {
         const exi_prod *p = &s->doc_prods[code];
-        ev = push_event(&d);
-        if (!ev)
-            return EXI_E_CAPACITY;
+        ev = &doc->ev[doc->n_events++];
         ev->kind = EXI_EV_SE;
         ev->flags = 0;
         ev->name = p->name;
@@ -279,9 +270,10 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
         const exi_state *st = &s->states[cur];
         const exi_prod *p;
         if (exi_rd(&d.r, st->bits, &code))
-            return fail(err, EXI_E_TRUNCATED, exi_rpos(&d.r), "input ends inside %s", where_of(&d, depth, se_at));
+            return fail(err, EXI_E_TRUNCATED, DPOS(&d), "input ends inside %s",
+                        where_of(&d, depth, se_at));
         if (code >= st->n)
-            return fail(err, code == st->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, exi_rpos(&d.r),
+            return fail(err, code == st->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, DPOS(&d),
                         code == st->n ? "second-level event (xsi:type, xsi:nil or undeclared "
                                         "content) in %s"
                                       : "event code out of range in %s",
@@ -289,7 +281,7 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
         p = &s->prods[st->first + code];
         cur = p->next;
         if (doc->n_events >= EXI_MAX_EVENTS)
-            return fail(err, EXI_E_CAPACITY, exi_rpos(&d.r), "more than %u events (in %s)",
+            return fail(err, EXI_E_CAPACITY, DPOS(&d), "more than %u events (in %s)",
                         EXI_MAX_EVENTS, where_of(&d, depth, se_at));
         ev = &doc->ev[doc->n_events++];
         ev->flags = 0;
@@ -300,7 +292,7 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
         switch (p->kind) {
         case EXI_P_SE:
             if (depth >= EXI_MAX_DEPTH)
-                return fail(err, EXI_E_DEPTH, exi_rpos(&d.r), "nesting deeper than %u at %s",
+                return fail(err, EXI_E_DEPTH, DPOS(&d), "nesting deeper than %u at %s",
                             EXI_MAX_DEPTH, s->names[p->name]);
             ev->kind = EXI_EV_SE;
             ev->flags = p->flags;
@@ -312,12 +304,12 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
                 exi_event *cv;
                 d.where = s->names[p->name];
                 if (doc->n_events + 2u > EXI_MAX_EVENTS)
-                    return fail(err, EXI_E_CAPACITY, exi_rpos(&d.r), "more than %u events (in %s)",
+                    return fail(err, EXI_E_CAPACITY, DPOS(&d), "more than %u events (in %s)",
                                 EXI_MAX_EVENTS, d.where);
                 if (exi_rd(&d.r, s0->bits, &code))
-                    return fail(err, EXI_E_TRUNCATED, exi_rpos(&d.r), "input ends inside %s", d.where);
+                    return fail(err, EXI_E_TRUNCATED, DPOS(&d), "input ends inside %s", d.where);
                 if (code != 0)
-                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, exi_rpos(&d.r),
+                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, DPOS(&d),
                                 "second-level or unknown event in %s", d.where);
                 cv = &doc->ev[doc->n_events++];
                 cv->kind = EXI_EV_CH;
@@ -330,9 +322,9 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
                     return rc;
                 s0 = &s->states[ch->next];
                 if (exi_rd(&d.r, s0->bits, &code))
-                    return fail(err, EXI_E_TRUNCATED, exi_rpos(&d.r), "input ends inside %s", d.where);
+                    return fail(err, EXI_E_TRUNCATED, DPOS(&d), "input ends inside %s", d.where);
                 if (code != 0)
-                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, exi_rpos(&d.r),
+                    return fail(err, code == s0->n ? EXI_E_UNSUPPORTED : EXI_E_EVENT, DPOS(&d),
                                 "second-level or unknown event at the end of %s", d.where);
                 cv = &doc->ev[doc->n_events++];
                 memset(cv, 0, sizeof *cv);
@@ -362,7 +354,7 @@ int exi_decode(const exi_schema *s, const uint8_t *data, size_t len, exi_doc *do
                 cur = state[depth - 1];
             break;
         default:
-            return fail(err, EXI_E_UNSUPPORTED, exi_rpos(&d.r), "wildcard content in %s",
+            return fail(err, EXI_E_UNSUPPORTED, DPOS(&d), "wildcard content in %s",
                         where_of(&d, depth, se_at));
         }
     }
