@@ -103,7 +103,8 @@ class HwSettings:
     adc_volts_per_count: float = setting(
         0.0, min=0.0, max=100.0,
         help="dieter: inlet volts per count of the board's A0 reading; must be calibrated (> 0) "
-             "because the lock releases on this measurement")
+             "because the lock releases on this measurement (the reference divider: "
+             "1.08 * 6250 / 9.4 / 1024 = 0.701)")
     relay2: bool = setting(True, help="dieter: drive the board's second relay with the first")
     auto_pwm: bool = setting(
         False, help="EVSE: switch to 5 % CP PWM (digital communication) by itself when a car "

@@ -91,6 +91,23 @@ def test_dieter_board_over_pty(pty: tuple[int, str]) -> None:
         board.close()
 
 
+def test_dieter_output_line_is_repeated(pty: tuple[int, str]) -> None:
+    master, path = pty
+    board = DieterBackend(path, 19200, volts_per_count=0.701)
+    try:
+        assert read_exact(master, 7) == b"do0000\n"
+        board.poll(10.0, 0.02)  # first tick: the board hears the line again
+        assert read_exact(master, 7) == b"do0000\n"
+        board.set_contactors(True)
+        assert read_exact(master, 7) == b"do0006\n"
+        board.poll(10.3, 0.02)
+        assert nothing_more(master)
+        board.poll(10.6, 0.02)
+        assert read_exact(master, 7) == b"do0006\n"
+    finally:
+        board.close()
+
+
 def test_dieter_without_relay2(pty: tuple[int, str]) -> None:
     master, path = pty
     board = DieterBackend(path, 19200, volts_per_count=1.0, relay2=False)
@@ -135,7 +152,8 @@ def test_celeron55_board_over_pty(pty: tuple[int, str]) -> None:
         assert read_exact(master, 15) == b"disp1=SoC 42 %\n"
 
         os.write(master, b"inlet_v=401.5\ndc_link_v=398\ncp_pwm=5\nmax_charge_a=125\n"
-                         b"soc_percent=42\ncontactor_confirmed=1\nplugged_in=1\n")
+                         b"soc_percent=42\ncontactor_confirmed=1\ncp_output_state=0\n"
+                         b"ccs_contactor_wanted_closed=0\nplugged_in=1\n")
         poll_until(board, lambda: board.plugged() is True)
         assert board.read_inlet_voltage() == 401.5
         assert board.read_contactor_feedback() is True
@@ -144,6 +162,7 @@ def test_celeron55_board_over_pty(pty: tuple[int, str]) -> None:
         assert (battery.voltage, battery.soc, battery.target_current) == (398.0, 42.0, 125.0)
         cp = board.read_cp()
         assert cp is not None and (cp.state, cp.duty) == ("B", 5.0)
+        assert board.drain_errors() == []  # the echo lines are known
         os.write(master, b"plugged_in=0\nsoc_percent=lots\n")
         poll_until(board, lambda: board.plugged() is False)
         unplugged = board.read_cp()

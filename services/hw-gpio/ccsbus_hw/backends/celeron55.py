@@ -2,7 +2,8 @@
 
 Host -> board: `cp=<0|1>` (1 = state C), `contactor=<0|1>`, `lock`, `unlock`, `disp0=`..`disp2=`.
 Board -> host: `inlet_v=`, `dc_link_v=`, `cp_pwm=`, `max_charge_a=`, `soc_percent=`,
-`contactor_confirmed=`, `plugged_in=`. Lines end with `\\n`.
+`contactor_confirmed=`, `plugged_in=` (and the echoes `cp_output_state=`,
+`ccs_contactor_wanted_closed=`). Lines end with `\\n`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from .base import BatteryReading, CpReading, HwBackend
 from .serialline import SerialLines
 
 NUMBER_KEYS = ("inlet_v", "dc_link_v", "cp_pwm", "max_charge_a", "soc_percent")
-FLAG_KEYS = ("contactor_confirmed", "plugged_in")
+# cp_output_state / ccs_contactor_wanted_closed echo what the board applied
+FLAG_KEYS = ("contactor_confirmed", "plugged_in", "cp_output_state", "ccs_contactor_wanted_closed")
 
 
 def parse_line(line: str) -> tuple[str, float | bool]:

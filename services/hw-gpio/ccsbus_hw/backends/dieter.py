@@ -2,7 +2,8 @@
 
 Host -> board: `do000<bits>` with bit0 = CP state C, bit1 = relay 1, bit2 = relay 2 (one decimal
 digit, 0..7), `lc<text>` for the OLED. Board -> host: `A0=<adc>` (inlet voltage, raw counts).
-Lines end with `\\n`. The board has no contactor or lock feedback and no lock output.
+Lines end with `\\n`. The board has no contactor or lock feedback and no lock output. The output
+line is sent again every `REFRESH` seconds (the board expects to be kept told) and at once on a change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .serialline import SerialLines
 BIT_CP_C = 1
 BIT_RELAY1 = 2
 BIT_RELAY2 = 4
+REFRESH = 0.5  # s between two repetitions of an unchanged output line
 
 
 def output_line(cp_c: bool, relay1: bool, relay2: bool) -> str:
@@ -43,13 +45,15 @@ class DieterBackend(HwBackend):
         self.closed = False
         self.inlet: float | None = None
         self._sent: str | None = None
+        self._sent_at = 0.0
+        self._now = 0.0
         self._send()
 
-    def _send(self) -> None:
+    def _send(self, refresh: bool = False) -> None:
         line = output_line(self.cp_c, self.closed, self.closed and self.relay2)
-        if line != self._sent:
+        if line != self._sent or refresh:
             self.lines.write_line(line)
-            self._sent = line
+            self._sent, self._sent_at = line, self._now
 
     def set_cp_state(self, state: str) -> None:
         self.cp_c = state == "C"
@@ -69,6 +73,9 @@ class DieterBackend(HwBackend):
         self.lines.write_line("lc" + text[:32].replace("\n", " "))
 
     def poll(self, now: float, dt: float) -> None:
+        self._now = now
+        if now - self._sent_at >= REFRESH:
+            self._send(refresh=True)
         for line in self.lines.read_lines():
             if not line:
                 continue
