@@ -6,6 +6,7 @@
 #include "ccsbus_exi.h"
 #include "exi_bits.h"
 #include "exi_schemas.h"
+#include "exi_utf8.h"
 
 const exi_schema *exi_schema_find(const char *id)
 {
@@ -177,20 +178,11 @@ EXI_HOT int rd_value(dec *d, uint16_t dtype, exi_event *ev)
             if (cp > 0x10FFFFu || (cp >= 0xD800u && cp <= 0xDFFFu) || cp == 0)
                 return fail(d->err, EXI_E_VALUE, DPOS(d), "invalid code point %llu in %s",
                             (unsigned long long)cp, d->where);
-            if (cp < 0x80u) {
-                rc = pool_put(d, (uint8_t)cp);
-            } else if (cp < 0x800u) {
-                rc = pool_put(d, (uint8_t)(0xC0u | (cp >> 6)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
-            } else if (cp < 0x10000u) {
-                rc = pool_put(d, (uint8_t)(0xE0u | (cp >> 12)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
-            } else {
-                rc = pool_put(d, (uint8_t)(0xF0u | (cp >> 18)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 12) & 0x3Fu)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | ((cp >> 6) & 0x3Fu)));
-                rc = rc ? rc : pool_put(d, (uint8_t)(0x80u | (cp & 0x3Fu)));
+            {
+                uint8_t u8[4];
+                unsigned k, nb = exi_utf8_put((uint32_t)cp, u8);
+                for (k = 0, rc = EXI_OK; k < nb && !rc; k++)
+                    rc = pool_put(d, u8[k]);
             }
             if (rc)
                 return rc;

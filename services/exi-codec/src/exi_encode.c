@@ -10,6 +10,7 @@
 
 #include "ccsbus_exi.h"
 #include "exi_bits.h"
+#include "exi_utf8.h"
 
 typedef struct {
     exi_writer w;
@@ -61,32 +62,6 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-/* Decode one UTF-8 sequence; returns its length or 0 if invalid. */
-static unsigned utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (s[0] < 0x80u) {
-        *cp = s[0];
-        return 1;
-    }
-    if ((s[0] & 0xE0u) == 0xC0u && n >= 2 && (s[1] & 0xC0u) == 0x80u) {
-        *cp = ((uint32_t)(s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu);
-        return *cp >= 0x80u ? 2 : 0;
-    }
-    if ((s[0] & 0xF0u) == 0xE0u && n >= 3 && (s[1] & 0xC0u) == 0x80u &&
-        (s[2] & 0xC0u) == 0x80u) {
-        *cp = ((uint32_t)(s[0] & 0x0Fu) << 12) | ((uint32_t)(s[1] & 0x3Fu) << 6) |
-              (s[2] & 0x3Fu);
-        return (*cp >= 0x800u && (*cp < 0xD800u || *cp > 0xDFFFu)) ? 3 : 0;
-    }
-    if ((s[0] & 0xF8u) == 0xF0u && n >= 4 && (s[1] & 0xC0u) == 0x80u &&
-        (s[2] & 0xC0u) == 0x80u && (s[3] & 0xC0u) == 0x80u) {
-        *cp = ((uint32_t)(s[0] & 0x07u) << 18) | ((uint32_t)(s[1] & 0x3Fu) << 12) |
-              ((uint32_t)(s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
-        return (*cp >= 0x10000u && *cp <= 0x10FFFFu) ? 4 : 0;
-    }
-    return 0;
 }
 
 static int wr_value(enc *e, uint16_t dtype, const exi_jnode *v, const char *where)
@@ -164,11 +139,11 @@ static int wr_value(enc *e, uint16_t dtype, const exi_jnode *v, const char *wher
     case EXI_T_STRING: {
         const unsigned char *p = (const unsigned char *)v->str;
         size_t i = 0, n = 0;
-        uint32_t cp;
+        uint32_t cp = 0;
         if (v->type != EXI_J_STR)
             return efail(e, EXI_E_STRUCTURE, "%s: expected a string", where);
         while (i < v->len) {
-            unsigned k = utf8_next(p + i, v->len - i, &cp);
+            unsigned k = exi_utf8_next(p + i, v->len - i, &cp);
             if (!k || cp == 0)
                 return efail(e, EXI_E_VALUE, "%s: invalid UTF-8 or NUL in string", where);
             i += k;
@@ -180,7 +155,7 @@ static int wr_value(enc *e, uint16_t dtype, const exi_jnode *v, const char *wher
         if ((rc = wr_uint(e, (uint64_t)n + 2u)))
             return rc;
         for (i = 0; i < v->len;) {
-            i += utf8_next(p + i, v->len - i, &cp);
+            i += exi_utf8_next(p + i, v->len - i, &cp);
             if ((rc = wr_uint(e, cp)))
                 return rc;
         }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ccsbus_exi.h"
+#include "exi_utf8.h"
 
 static int jfail(exi_error *err, int code, size_t off, const char *fmt, ...)
 {
@@ -301,20 +302,11 @@ static int parse_string(jparse *j, const char **s, uint32_t *len)
             } else if (cp >= 0xDC00u && cp <= 0xDFFFu) {
                 return perr(j, "lone surrogate");
             }
-            if (cp < 0x80u) {
-                rc = sbuf_put(j, (char)cp);
-            } else if (cp < 0x800u) {
-                rc = sbuf_put(j, (char)(0xC0u | (cp >> 6)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | (cp & 0x3Fu)));
-            } else if (cp < 0x10000u) {
-                rc = sbuf_put(j, (char)(0xE0u | (cp >> 12)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | ((cp >> 6) & 0x3Fu)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | (cp & 0x3Fu)));
-            } else {
-                rc = sbuf_put(j, (char)(0xF0u | (cp >> 18)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | ((cp >> 12) & 0x3Fu)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | ((cp >> 6) & 0x3Fu)));
-                rc = rc ? rc : sbuf_put(j, (char)(0x80u | (cp & 0x3Fu)));
+            {
+                uint8_t u8[4];
+                unsigned k, nb = exi_utf8_put(cp, u8);
+                for (k = 0; k < nb && !rc; k++)
+                    rc = sbuf_put(j, (char)u8[k]);
             }
             break;
         }
