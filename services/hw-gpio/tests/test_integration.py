@@ -269,3 +269,25 @@ def test_broker_killed_in_current_demand(mosquitto: Mosquitto, recorder_factory:
         if fake.poll() is None:
             fake.kill()
         hw.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_charge_runs_the_sequence_before_exit(mosquitto: Mosquitto,
+                                                          recorder_factory: Any,
+                                                          tmp_path: Path) -> None:
+    base = "its/pev"
+    rec = recorder_factory(mosquitto.port, base)
+    hw, fake = start_stack(mosquitto, "PEV", base, tmp_path)
+    try:
+        wait_charging(fake, tmp_path / "hw.log")
+        since = time.monotonic()
+        assert hw.stop(timeout=5.0) == 0  # SIGTERM: a clean exit, within the lifecycle's grace
+        events = steps(rec, since)
+        names = [m.value.get("step") for m in events]
+        assert names == ["start", "cp_b", "contactors_open", "unlocked", "done"], names
+        assert abs(events[2].value["current"]) < THRESHOLD
+        assert rec.get("hw/status", since)[-1].value == "offline"
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+        hw.stop()
