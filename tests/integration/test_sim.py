@@ -170,10 +170,17 @@ def test_session_on_a_private_mosquitto(tmp_path: Path) -> None:
     assert log["exit_codes"]["mosquitto"] == 0  # the simulation stops the broker it started
 
 
-def test_charger_fault_ends_in_a_failed_session_with_safe_shutdown(tmp_path: Path) -> None:
-    code, log, output = _run_sim(tmp_path / "run", "--fault", "pre_charge_failed")
+@pytest.mark.parametrize(("fault", "last_phase", "never"), [
+    ("pre_charge_failed", "pre-charge", "charging"),   # v2g fault case 7 in the charger
+    ("isolation", "cable-check", "pre-charge"),        # the charger's simulated isolation monitor
+])
+def test_charger_fault_ends_in_a_failed_session_with_safe_shutdown(
+        tmp_path: Path, fault: str, last_phase: str, never: str) -> None:
+    code, log, output = _run_sim(tmp_path / "run", "--fault", fault)
     assert code == 1, output[-2000:]
-    assert log["result"] == "failed" and "fault" in log["reason"]
+    assert log["result"] == "failed" and f"fault {fault}" in log["reason"]
     seen = [p["phase"] for p in log["phases"]]
-    assert "pre-charge" in seen and "charging" not in seen
+    assert last_phase in seen and never not in seen
+    assert log["final_values"]["PEV.hw.contactors"] == "open"
+    assert log["final_values"]["PEV.hw.lock"] == "unlocked"
     assert all(c == 0 for c in log["exit_codes"].values()), log["exit_codes"]
