@@ -94,3 +94,13 @@ def test_service_exits_2_naming_the_key(tmp_path, text, key):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"config key '{key}'" in proc.stderr
+
+
+@dataclass(frozen=True)
+class Timers:
+    V2G_EVCC_Msg_Timeout: float = setting(2.0, min=0.01, max=60)
+
+
+def test_env_override_reaches_mixed_case_keys():
+    stack = load_config(None, env={"CCSBUS__V2G__V2G_EVCC_MSG_TIMEOUT": "0.5"})
+    assert stack.section("v2g", Timers).V2G_EVCC_Msg_Timeout == 0.5

@@ -207,6 +207,9 @@ def parse_dataclass(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
         raise ConfigError(prefix, data, "a mapping of settings")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # environment variables arrive lower-cased; timer names such as V2G_EVCC_Msg_Timeout are not
+    by_lower = {name.lower(): name for name in fields}
+    data = {(k if k in fields else by_lower.get(str(k).lower(), k)): v for k, v in data.items()}
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
