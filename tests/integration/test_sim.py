@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ccsbus.pcapio import homeplug_frames, read_frames, v2gtp_messages
+from ccsbus.pcapio import homeplug_frames, read_frames, sdp_datagrams, v2gtp_messages
 from ccsbus_tools.session import PHASE_ORDER, Phase, SessionRecorder, message_base
 from ccsbus_tools.sim import (
     EVSE_BASE,
@@ -143,6 +143,7 @@ def _check_session(out: Path, code: int, log: dict[str, Any], output: str, proto
     # the capture holds the SLAC exchange and the whole V2G conversation
     frames = list(read_frames(out / "session.pcap"))
     assert len(list(homeplug_frames(frames))) >= 10
+    assert len(list(sdp_datagrams(frames))) == 2  # request and response
     v2g = list(v2gtp_messages(frames))
     assert len(v2g) == sum(1 for m in log["messages"] if m["side"] == "PEV")
     assert not log["pcap"]["encode_failures"]

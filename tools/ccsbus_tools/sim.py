@@ -289,6 +289,9 @@ class Simulation:
         opened = self.recorder.feed(side.value, path, value, self.now())
         if side is Side.EVSE and path == "slac/link" and isinstance(value, dict):
             self.capture.note_peer(value.get("peer_mac"))
+        if side is Side.PEV and path == "v2g/session" and isinstance(value, dict) \
+                and str(value.get("state", "")).upper() == "SDP":
+            self.capture.sdp_started(time.time())
         if path == "v2g/message" and isinstance(value, dict):
             if side is Side.PEV:
                 self.capture.v2g_message(value)

@@ -1,10 +1,11 @@
-"""The simulated session's capture: the EVSE host's PLC frames plus its V2G exchange as IPv6/TCP.
+"""The simulated session's capture: the EVSE host's PLC frames plus its SDP and V2G exchange.
 
 The HomePlug frames (SLAC and the modem's own messages) come from the tap as they were sent. The
 V2G messages travel over loopback TCP in the simulation, so they are rebuilt from `v2g/message`:
 each tree is encoded again with the EXI codec (the encoding is canonical, so the bytes are the ones
 that crossed) and wrapped in V2GTP, TCP, IPv6 and Ethernet between the two hosts' link-local
 addresses, with real checksums, so Wireshark and `ccsbus pcap decode` read the file as a capture.
+SDP (also loopback) is rebuilt from the car entering its SDP state and the connection that follows.
 """
 
 from __future__ import annotations
@@ -52,8 +53,25 @@ def tcp_frame(src_mac: bytes, dst_mac: bytes, src_ip: bytes, dst_ip: bytes, spor
     return dst_mac + src_mac + b"\x86\xdd" + ipv6 + segment
 
 
-def v2gtp(payload: bytes) -> bytes:
-    return struct.pack("!BBHI", V2GTP_VERSION, V2GTP_VERSION ^ 0xFF, V2GTP_EXI, len(payload)) + payload
+def udp_frame(src_mac: bytes, dst_mac: bytes, src_ip: bytes, dst_ip: bytes, sport: int, dport: int,
+              payload: bytes) -> bytes:
+    datagram = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    pseudo = src_ip + dst_ip + struct.pack("!IxxxB", len(datagram), 17)
+    csum = _checksum(pseudo + datagram) or 0xFFFF  # 0 means "no checksum", which IPv6 forbids
+    datagram = datagram[:6] + struct.pack("!H", csum) + datagram[8:]
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(datagram), 17, 255) + src_ip + dst_ip
+    return dst_mac + src_mac + b"\x86\xdd" + ipv6 + datagram
+
+
+ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
+ALL_NODES_MAC = bytes.fromhex("333300000001")
+SDP_PORT = 15118
+SDP_REQ, SDP_RES = 0x9000, 0x9001
+NO_TLS, TCP = 0x10, 0x00
+
+
+def v2gtp(payload: bytes, payload_type: int = V2GTP_EXI) -> bytes:
+    return struct.pack("!BBHI", V2GTP_VERSION, V2GTP_VERSION ^ 0xFF, payload_type, len(payload)) + payload
 
 
 SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
@@ -68,6 +86,7 @@ class PlcCapture:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
     v2g: list[tuple[float, str, str, dict[str, Any]]] = field(default_factory=list)
     encode_failures: list[str] = field(default_factory=list)
+    sdp_at: float | None = None
 
     def homeplug(self, frame: bytes, direction: str, t: float) -> None:
         """A frame from the EVSE host's tap: `out` the host sent it, `in` its modem delivered it."""
@@ -78,6 +97,11 @@ class PlcCapture:
     def note_peer(self, peer_mac: str | None) -> None:
         if peer_mac and self.pev_mac is None:
             self.pev_mac = bytes.fromhex(peer_mac.replace(":", ""))
+
+    def sdp_started(self, t: float) -> None:
+        """The car started SDP (its v2g/session state): the request goes out then."""
+        if self.sdp_at is None:
+            self.sdp_at = t
 
     def v2g_message(self, value: dict[str, Any]) -> None:
         """One `v2g/message` of the PEV stack (tx = request to the SECC, rx = its response)."""
@@ -99,6 +123,14 @@ class PlcCapture:
         evse_ip, pev_ip = link_local(evse_mac), link_local(pev_mac)
         out: list[tuple[float, bytes]] = []
         first = min(t for t, *_ in self.v2g)
+        # SDP: the car's request when it entered SDP, the charger's answer just before the TCP
+        # connection it announces (the sockets are loopback ones in the simulation: rebuilt here)
+        if self.sdp_at is not None and self.sdp_at < first:
+            out.append((self.sdp_at, udp_frame(pev_mac, ALL_NODES_MAC, pev_ip, ALL_NODES, EVCC_PORT + 1,
+                                               SDP_PORT, v2gtp(bytes((NO_TLS, TCP)), SDP_REQ))))
+            answer = evse_ip + struct.pack("!HBB", SECC_PORT, NO_TLS, TCP)
+            out.append((first - 0.003, udp_frame(evse_mac, pev_mac, evse_ip, pev_ip, SDP_PORT,
+                                                 EVCC_PORT + 1, v2gtp(answer, SDP_RES))))
         # the TCP handshake just before the first message, so readers see a whole connection
         c_seq, s_seq = 1000, 5000
         out.append((first - 0.002, tcp_frame(pev_mac, evse_mac, pev_ip, evse_ip, EVCC_PORT, SECC_PORT,
