@@ -7,10 +7,39 @@
 
 #include "ccsbus_exi.h"
 
-/* One document and one tree, reused: calls hold the GIL and never re-enter. */
-static exi_doc g_doc;
-static exi_jtree g_tree;
-static uint8_t g_out[65536];
+/* Buffers of one call. A static one serves every call; building Python objects can run a
+ * finalizer that switches threads or calls the codec again, so a call that finds it taken
+ * uses a heap copy instead. */
+typedef struct {
+    exi_doc doc;
+    exi_jtree tree;
+    uint8_t out[65536];
+    char text[1 << 18];
+} workspace;
+
+static workspace g_ws;
+static int g_ws_busy;
+
+static workspace *ws_acquire(void)
+{
+    workspace *w;
+    if (!g_ws_busy) {
+        g_ws_busy = 1;
+        return &g_ws;
+    }
+    w = PyMem_Malloc(sizeof *w);
+    if (!w)
+        PyErr_NoMemory();
+    return w;
+}
+
+static void ws_release(workspace *w)
+{
+    if (w == &g_ws)
+        g_ws_busy = 0;
+    else
+        PyMem_Free(w);
+}
 static PyObject *g_error; /* _exi.Error(code, offset, message) */
 
 typedef struct {
@@ -70,7 +99,7 @@ static PyObject *raise_exi(const exi_error *err)
 
 /* ------------------------------------------------------------------ decode */
 
-static PyObject *py_value(const schema_cache *c, const exi_event *ev)
+static PyObject *py_value(const schema_cache *c, const exi_doc *doc, const exi_event *ev)
 {
     const exi_dtype *t = &c->s->dtypes[ev->arg];
     switch (t->kind) {
@@ -87,30 +116,30 @@ static PyObject *py_value(const schema_cache *c, const exi_event *ev)
         return o;
     }
     case EXI_T_STRING:
-        return PyUnicode_DecodeUTF8((const char *)g_doc.pool + ev->v.off, ev->len, "strict");
+        return PyUnicode_DecodeUTF8((const char *)doc->pool + ev->v.off, ev->len, "strict");
     default: { /* HEX, BASE64 */
         PyObject *o = PyUnicode_New((Py_ssize_t)ev->len * 2, 127);
         if (o)
-            exi_hex_upper(g_doc.pool + ev->v.off, ev->len, (char *)PyUnicode_DATA(o),
+            exi_hex_upper(doc->pool + ev->v.off, ev->len, (char *)PyUnicode_DATA(o),
                           (size_t)ev->len * 2u + 1u);
         return o;
     }
     }
 }
 
-static uint32_t next_sibling(uint32_t k)
+static uint32_t next_sibling(const exi_doc *doc, uint32_t k)
 {
-    return g_doc.ev[k].kind == EXI_EV_SE ? g_doc.ev[k].len + 1 : k + 1;
+    return doc->ev[k].kind == EXI_EV_SE ? doc->ev[k].len + 1 : k + 1;
 }
 
-static PyObject *py_content(const schema_cache *c, uint32_t se)
+static PyObject *py_content(const schema_cache *c, const exi_doc *doc, uint32_t se)
 {
-    const exi_event *evs = g_doc.ev;
+    const exi_event *evs = doc->ev;
     uint32_t j = se + 1, end = evs[se].len;
     PyObject *d;
     if (c->s->grammars[evs[se].arg].kind == EXI_G_SIMPLE) {
         if (j < end && evs[j].kind == EXI_EV_CH)
-            return py_value(c, &evs[j]);
+            return py_value(c, doc, &evs[j]);
         Py_RETURN_NONE;
     }
     d = PyDict_New();
@@ -125,7 +154,7 @@ static PyObject *py_content(const schema_cache *c, uint32_t se)
             if (!value_key && !(value_key = PyUnicode_InternFromString("value")))
                 goto fail;
             key = ev->kind == EXI_EV_AT ? c->names[ev->name] : value_key;
-            v = py_value(c, ev);
+            v = py_value(c, doc, ev);
             j++;
         } else if (ev->kind == EXI_EV_SE) {
             key = c->names[ev->name];
@@ -142,7 +171,7 @@ static PyObject *py_content(const schema_cache *c, uint32_t se)
                     }
                     Py_DECREF(lst);
                 }
-                if (!(v = py_content(c, j)))
+                if (!(v = py_content(c, doc, j)))
                     goto fail;
                 if (PyList_Append(lst, v) < 0) {
                     Py_DECREF(v);
@@ -152,8 +181,8 @@ static PyObject *py_content(const schema_cache *c, uint32_t se)
                 j = ev->len + 1;
                 continue;
             }
-            v = py_content(c, j);
-            j = next_sibling(j);
+            v = py_content(c, doc, j);
+            j = next_sibling(doc, j);
         } else {
             j++;
             continue;
@@ -176,30 +205,32 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     Py_buffer buf;
     exi_error err;
     schema_cache *c;
-    PyObject *inner, *top;
+    workspace *w;
+    PyObject *inner, *top = NULL;
+    int rc;
     (void)self;
     if (!PyArg_ParseTuple(args, "sy*", &schema, &buf))
         return NULL;
     c = cache_for(schema);
-    if (!c) {
+    w = c ? ws_acquire() : NULL;
+    if (!w) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    if (exi_decode(c->s, buf.buf, (size_t)buf.len, &g_doc, &err)) {
-        PyBuffer_Release(&buf);
+    rc = exi_decode(c->s, buf.buf, (size_t)buf.len, &w->doc, &err);
+    PyBuffer_Release(&buf);
+    if (rc) {
+        ws_release(w);
         return raise_exi(&err);
     }
-    PyBuffer_Release(&buf);
-    inner = py_content(c, 0);
-    if (!inner)
-        return NULL;
-    top = PyDict_New();
-    if (!top || PyDict_SetItem(top, c->names[g_doc.ev[0].name], inner) < 0) {
-        Py_XDECREF(top);
+    inner = py_content(c, &w->doc, 0);
+    if (inner) {
+        top = PyDict_New();
+        if (top && PyDict_SetItem(top, c->names[w->doc.ev[0].name], inner) < 0)
+            Py_CLEAR(top);
         Py_DECREF(inner);
-        return NULL;
     }
-    Py_DECREF(inner);
+    ws_release(w);
     return top;
 }
 
@@ -209,8 +240,10 @@ static PyObject *py_decode_json(PyObject *self, PyObject *args)
     Py_buffer buf;
     exi_error err;
     size_t n;
-    static char text[1 << 18];
     const exi_schema *s;
+    workspace *w;
+    PyObject *res;
+    int rc;
     (void)self;
     if (!PyArg_ParseTuple(args, "sy*", &schema, &buf))
         return NULL;
@@ -219,13 +252,17 @@ static PyObject *py_decode_json(PyObject *self, PyObject *args)
         PyBuffer_Release(&buf);
         return PyErr_Format(PyExc_ValueError, "unknown EXI schema '%s'", schema);
     }
-    if (exi_decode(s, buf.buf, (size_t)buf.len, &g_doc, &err) ||
-        exi_doc_to_json(&g_doc, text, sizeof text, &n, &err)) {
+    if (!(w = ws_acquire())) {
         PyBuffer_Release(&buf);
-        return raise_exi(&err);
+        return NULL;
     }
+    rc = exi_decode(s, buf.buf, (size_t)buf.len, &w->doc, &err);
     PyBuffer_Release(&buf);
-    return PyUnicode_DecodeUTF8(text, (Py_ssize_t)n, "strict");
+    if (!rc)
+        rc = exi_doc_to_json(&w->doc, w->text, sizeof w->text, &n, &err);
+    res = rc ? raise_exi(&err) : PyUnicode_DecodeUTF8(w->text, (Py_ssize_t)n, "strict");
+    ws_release(w);
+    return res;
 }
 
 /* ------------------------------------------------------------------ encode */
@@ -243,7 +280,7 @@ static int tree_fail(const char *msg, PyObject *where)
     return -1;
 }
 
-static int build(PyObject *o, uint32_t *out, unsigned depth)
+static int build(exi_jtree *t, PyObject *o, uint32_t *out, unsigned depth)
 {
     uint32_t n;
     exi_jnode *node;
@@ -252,14 +289,14 @@ static int build(PyObject *o, uint32_t *out, unsigned depth)
         raise_exi(&err);
         return -1;
     }
-    n = exi_jtree_add(&g_tree, EXI_J_NULL);
+    n = exi_jtree_add(t, EXI_J_NULL);
     if (n == EXI_JNONE) {
         exi_error err = {EXI_E_CAPACITY, 0, "tree has too many values"};
         raise_exi(&err);
         return -1;
     }
     *out = n;
-    node = &g_tree.nodes[n];
+    node = &t->nodes[n];
     if (o == Py_None)
         return 0;
     if (PyBool_Check(o)) {
@@ -313,16 +350,16 @@ static int build(PyObject *o, uint32_t *out, unsigned depth)
             if (!PyUnicode_Check(k))
                 return tree_fail("object keys must be strings", k);
             ks = PyUnicode_AsUTF8AndSize(k, &klen);
-            if (!ks || build(v, &child, depth + 1) < 0)
+            if (!ks || build(t, v, &child, depth + 1) < 0)
                 return -1;
-            g_tree.nodes[child].key = ks;
-            g_tree.nodes[child].key_len = (uint32_t)klen;
+            t->nodes[child].key = ks;
+            t->nodes[child].key_len = (uint32_t)klen;
             if (last == EXI_JNONE)
-                g_tree.nodes[n].first = child;
+                t->nodes[n].first = child;
             else
-                g_tree.nodes[last].next = child;
+                t->nodes[last].next = child;
             last = child;
-            g_tree.nodes[n].len++;
+            t->nodes[n].len++;
         }
         return 0;
     }
@@ -333,14 +370,14 @@ static int build(PyObject *o, uint32_t *out, unsigned depth)
         node->type = EXI_J_ARR;
         for (i = 0; i < len; i++) {
             uint32_t child;
-            if (build(items[i], &child, depth + 1) < 0)
+            if (build(t, items[i], &child, depth + 1) < 0)
                 return -1;
             if (last == EXI_JNONE)
-                g_tree.nodes[n].first = child;
+                t->nodes[n].first = child;
             else
-                g_tree.nodes[last].next = child;
+                t->nodes[last].next = child;
             last = child;
-            g_tree.nodes[n].len++;
+            t->nodes[n].len++;
         }
         return 0;
     }
@@ -350,24 +387,30 @@ static int build(PyObject *o, uint32_t *out, unsigned depth)
 static PyObject *py_encode(PyObject *self, PyObject *args)
 {
     const char *schema;
-    PyObject *tree;
+    PyObject *tree, *res;
     exi_error err;
     size_t n;
     uint32_t root;
     const exi_schema *s;
+    workspace *w;
     (void)self;
     if (!PyArg_ParseTuple(args, "sO", &schema, &tree))
         return NULL;
     s = exi_schema_find(schema);
     if (!s)
         return PyErr_Format(PyExc_ValueError, "unknown EXI schema '%s'", schema);
-    g_tree.n = 0;
-    g_tree.str_used = 0;
-    if (build(tree, &root, 0) < 0)
+    if (!(w = ws_acquire()))
         return NULL;
-    if (exi_encode(s, &g_tree, root, g_out, sizeof g_out, &n, &err))
-        return raise_exi(&err);
-    return PyBytes_FromStringAndSize((const char *)g_out, (Py_ssize_t)n);
+    w->tree.n = 0;
+    w->tree.str_used = 0;
+    if (build(&w->tree, tree, &root, 0) < 0)
+        res = NULL;
+    else if (exi_encode(s, &w->tree, root, w->out, sizeof w->out, &n, &err))
+        res = raise_exi(&err);
+    else
+        res = PyBytes_FromStringAndSize((const char *)w->out, (Py_ssize_t)n);
+    ws_release(w);
+    return res;
 }
 
 static PyObject *py_encode_json(PyObject *self, PyObject *args)
@@ -377,16 +420,23 @@ static PyObject *py_encode_json(PyObject *self, PyObject *args)
     exi_error err;
     size_t n;
     const exi_schema *s;
+    workspace *w;
+    PyObject *res;
     (void)self;
     if (!PyArg_ParseTuple(args, "ss#", &schema, &text, &len))
         return NULL;
     s = exi_schema_find(schema);
     if (!s)
         return PyErr_Format(PyExc_ValueError, "unknown EXI schema '%s'", schema);
-    if (exi_json_parse(text, (size_t)len, &g_tree, &err) ||
-        exi_encode(s, &g_tree, 0, g_out, sizeof g_out, &n, &err))
-        return raise_exi(&err);
-    return PyBytes_FromStringAndSize((const char *)g_out, (Py_ssize_t)n);
+    if (!(w = ws_acquire()))
+        return NULL;
+    if (exi_json_parse(text, (size_t)len, &w->tree, &err) ||
+        exi_encode(s, &w->tree, 0, w->out, sizeof w->out, &n, &err))
+        res = raise_exi(&err);
+    else
+        res = PyBytes_FromStringAndSize((const char *)w->out, (Py_ssize_t)n);
+    ws_release(w);
+    return res;
 }
 
 static PyMethodDef methods[] = {
