@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import itertools
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -88,6 +89,7 @@ class Bus:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_socket_open = _no_delay
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, wait: float | None = 10.0) -> None:
@@ -280,3 +282,14 @@ class Bus:
 
 
 _ids = itertools.count(1)
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Switch off Nagle's algorithm on the broker connection.
+
+    Request/reply over the broker (the codec service) is a stream of small publishes; with Nagle each
+    one waits for the broker's delayed ACK, ~40 ms, instead of well under a millisecond.
+    """
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -24,6 +24,11 @@ S = TypeVar("S")
 
 SHUTDOWN_GRACE = 1.5  # seconds; the whole exit must stay within 2 s of SIGTERM
 
+# The MQTT client's network thread hands every message to the asyncio thread. With Python's default
+# 5 ms GIL switch interval that handoff alone cost 1-8 ms per message on a loaded 2-core machine;
+# 0.5 ms brings it to ~0.2 ms, well inside the 25 ms a charger has for a CurrentDemandRes.
+GIL_SWITCH_INTERVAL = 0.0005
+
 
 @dataclass
 class ServiceContext(Generic[S]):
@@ -120,6 +125,7 @@ def main(spec: ServiceSpec[Any], argv: list[str] | None = None) -> int:
         print(f"ccsbus {spec.name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     setup_logging(stack.log.level.value, stack.log.json)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
     async def runner() -> None:
         stopping = asyncio.Event()

@@ -30,6 +30,8 @@ MOSQUITTO_CONF = """\
 per_listener_settings false
 listener {port}
 allow_anonymous false
+# the codec request/reply exchange is many small messages: no Nagle delay on the broker side either
+set_tcp_nodelay true
 password_file {config_dir}/passwd
 acl_file {config_dir}/acl
 persistence {persistence}

@@ -63,7 +63,7 @@ class Mosquitto:
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
             f"log_dest file {self.workdir / 'mosquitto.log'}\n{self.extra_conf}"
         )
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from ccsbus.config import ConfigError, setting
@@ -99,15 +98,8 @@ class V2gSettings:
             raise ConfigError("v2g.fault", self.fault, str(exc).split(" is not ", 1)[-1]) from None
 
 
-# The MQTT client's network thread hands every codec reply to the asyncio thread. With Python's
-# default 5 ms GIL switch interval that handoff alone cost 1-8 ms per reply on a loaded 2-core
-# machine; 0.5 ms brings it to ~0.2 ms (measured), well inside the CurrentDemand budget.
-GIL_SWITCH_INTERVAL = 0.0005
-
-
 async def run(ctx: ServiceContext[V2gSettings]) -> None:
     """EVSE: our SECC; PEV: the EVCC. Each role waits for slac/link itself (per plug-in)."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     if ctx.role == "EVSE":
         from . import evse_role
 
