@@ -24,7 +24,7 @@ def run_evse(p: EvsePlant, seconds: float, dt: float = 0.01, **kw: Any) -> None:
 
 def test_supply_voltage_follows_setpoint_with_slew_rate() -> None:
     p = EvsePlant(CFG)
-    kw = dict(closed_cmd=True, cable_check=False, supply_enabled=True, target_voltage=380.0,
+    kw: dict[str, Any] = dict(closed_cmd=True, cable_check=False, supply_enabled=True, target_voltage=380.0,
               target_current=0.0, peer=PeerView())
     run_evse(p, 1.0, **kw)
     assert p.supply_voltage == pytest.approx(100.0, abs=0.5)  # 100 V/s
@@ -65,7 +65,7 @@ def test_current_flows_only_when_both_sides_are_closed_and_follows_demand() -> N
 
 def test_isolation_check_takes_its_time_and_reports_faults() -> None:
     p = EvsePlant(CFG)
-    kw = dict(closed_cmd=True, cable_check=True, supply_enabled=False, target_voltage=0.0,
+    kw: dict[str, Any] = dict(closed_cmd=True, cable_check=True, supply_enabled=False, target_voltage=0.0,
               target_current=0.0, peer=PeerView())
     run_evse(p, 0.3, **kw)
     assert p.isolation is Isolation.ONGOING
