@@ -13,10 +13,8 @@ from . import _exi
 
 SCHEMAS = ("apphand", "din", "iso2")
 
-ERROR_NAMES = {
-    0: "ok", 1: "truncated", 2: "header", 3: "event", 4: "unsupported", 5: "value",
-    6: "capacity", 7: "depth", 8: "json", 9: "structure", 10: "output", 11: "schema",
-}
+# code -> name, as the C core names them (0 ok, 1 truncated, ... 11 schema)
+ERROR_NAMES: dict[int, str] = dict(enumerate(_exi.STATUS_NAMES))
 
 
 class ExiError(Exception):

@@ -2,6 +2,7 @@ from typing import Any
 
 class Error(Exception): ...
 
+STATUS_NAMES: tuple[str, ...]
 MAX_EVENTS: int
 MAX_DEPTH: int
 

@@ -463,6 +463,23 @@ PyMODINIT_FUNC PyInit__exi(void)
         return NULL;
     }
     Py_INCREF(g_error);
+    {
+        PyObject *names = PyTuple_New(EXI_E_SCHEMA + 1);
+        int i;
+        for (i = 0; names && i <= EXI_E_SCHEMA; i++) {
+            PyObject *n = PyUnicode_FromString(exi_status_name(i));
+            if (!n) {
+                Py_CLEAR(names);
+                break;
+            }
+            PyTuple_SET_ITEM(names, i, n);
+        }
+        if (!names || PyModule_AddObject(m, "STATUS_NAMES", names) < 0) {
+            Py_XDECREF(names);
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
     PyModule_AddIntConstant(m, "MAX_EVENTS", EXI_MAX_EVENTS);
     PyModule_AddIntConstant(m, "MAX_DEPTH", EXI_MAX_DEPTH);
     return m;
