@@ -32,7 +32,9 @@ async def main() -> None:
     if role == "PEV":
         bus.subscribe("inlet_voltage", lambda p, v: seen.update(inlet=v))
     await bus.start()
-    await wait_until(lambda: seen.get("hw") == "online")
+    # hw says `online` when it connects, but listens only once its run() subscribed; its first
+    # hw/state comes after that, so that is the moment commands are heard
+    await wait_until(lambda: seen.get("hw") == "online" and "state" in seen)
     state = lambda: seen.get("state", {})  # noqa: E731
     if role == "EVSE":
         bus.publish("hw/cmd", {"cmd": "plug", "value": "C"})

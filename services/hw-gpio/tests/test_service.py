@@ -39,6 +39,7 @@ def test_bad_commands_are_reported_and_survived(mosquitto: Mosquitto,
     hw = start_hw(mosquitto, "EVSE", base, tmp_path, {"CCSBUS__HW__AUTO_PWM": "true"})
     try:
         probe.wait_payload(f"{base}/hw/status", b"online", timeout=10)
+        probe.wait_payload(f"{base}/hw/state", timeout=5)  # published once hw listens
         cmd = f"{base}/hw/cmd"
         probe.publish(cmd, json.dumps({"cmd": "pwm", "value": 500}))
         probe.wait_for(error_with(base, "pwm value 500"), 5)
@@ -78,6 +79,7 @@ def test_mqtt_backend_watches_external_hardware(mosquitto: Mosquitto,
 
     try:
         probe.wait_payload(f"{base}/hw/status", b"online", timeout=10)
+        probe.wait_payload(f"{base}/hw/state", timeout=5)  # published once hw listens
         # the external board reports its measurements on the user-facing topics
         probe.publish(f"{base}/battery_voltage", "398", retain=True)
         probe.publish(f"{base}/inlet_voltage", "120", retain=True)
