@@ -48,7 +48,8 @@ class Bus:
     """One service's connection to the broker."""
 
     def __init__(self, service: str, broker: BrokerConfig, role: str,
-                 contract: Contract | None = None, log: EventLog | None = None) -> None:
+                 contract: Contract | None = None, log: EventLog | None = None,
+                 announce: bool = True) -> None:
         self.service = service
         self.role = role
         self.broker = broker
@@ -60,6 +61,8 @@ class Bus:
         self._subs: list[_Subscription] = []
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._closing = False
+        # `online` promises that the service listens: a service says it once it has subscribed
+        self._announce = announce
         self._tasks: set[asyncio.Task[None]] = set()
         self._connects = 0
         suffix = f"{os.getpid()}-{next(_ids)}"
@@ -103,6 +106,12 @@ class Bus:
             except TimeoutError:
                 self.log.warning("broker not reachable yet, retrying in the background",
                                  host=self.broker.host, port=self.broker.port)
+
+    def announce_online(self) -> None:
+        """Say `online` now (and after every reconnect): the service has made its subscriptions."""
+        self._announce = True
+        if self._client.is_connected():
+            self._client.publish(self.status_topic, b"online", qos=1, retain=True)
 
     async def close(self) -> None:
         """Say `offline` ourselves (a clean exit sends no last will) and disconnect."""
@@ -196,7 +205,8 @@ class Bus:
         # subscribe before saying online: whoever waits for `online` may send commands at once
         for sub in self._subs:
             client.subscribe(sub.mqtt_filter, qos=1)
-        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        if self._announce:
+            client.publish(self.status_topic, b"online", qos=1, retain=True)
         for full, (payload, qos) in self._retained.items():
             client.publish(full, payload, qos=qos, retain=True)
         self._connects += 1

@@ -32,6 +32,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "vmodem": ("ccsbus_slac.vmodem", "run the virtual HomePlug GP modem medium (no hardware needed)"),
     "contract": ("ccsbus.render", "print the topic contract as Markdown, mosquitto ACL or JSON"),
     "bench": ("ccsbus_tools.bench", "run the benchmark scripts"),
+    "deploy": ("ccsbus_tools.deploy", "write broker passwords, ACL and mosquitto.conf for a deployment"),
+    "health": ("ccsbus_tools.health", "exit 0 when a service says online (container health checks)"),
 }
 
 USAGE = """usage: ccsbus <command> [args]

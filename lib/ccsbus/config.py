@@ -134,6 +134,8 @@ class StackConfig:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
     if isinstance(tp, type) and issubclass(tp, Enum):
         return "one of " + ", ".join(str(m.value) for m in tp)
     return getattr(tp, "__name__", str(tp))
@@ -294,6 +296,10 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str, str]
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}" if prefix else f.name
+        nested = hints[f.name]
+        if isinstance(nested, type) and dataclasses.is_dataclass(nested):
+            rows += describe(nested, key)
+            continue
         if f.default is not dataclasses.MISSING:
             default = f.default.value if isinstance(f.default, Enum) else f.default
         elif f.default_factory is not dataclasses.MISSING:

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from .broker import EmbeddedBroker
 from .bus import Bus
-from .config import EXIT_CONFIG_ERROR, ConfigError, StackConfig, load_config
+from .config import EXIT_CONFIG_ERROR, ConfigError, StackConfig, describe, load_config
 from .log import EventLog, get_logger, setup_logging
 
 S = TypeVar("S")
@@ -57,8 +57,21 @@ class ServiceSpec(Generic[S]):
     description: str = ""
 
 
+def settings_help(spec: ServiceSpec[Any]) -> str:
+    """The service's config keys with type, default and meaning, for --help."""
+    lines = [f"settings (section `{spec.name}:` of the config file; environment "
+             f"CCSBUS__{spec.name.upper()}__<KEY>):"]
+    for key, kind, default, text in describe(spec.settings, spec.name):
+        lines.append(f"  {key} ({kind}, default {default})")
+        if text:
+            lines.append(f"      {text}")
+    return "\n".join(lines)
+
+
 def build_parser(spec: ServiceSpec[Any]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"ccsbus run {spec.name}", description=spec.description)
+    parser = argparse.ArgumentParser(prog=f"ccsbus run {spec.name}", description=spec.description,
+                                     epilog=settings_help(spec),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="config file (default: $CCSBUS_CONFIG or config/ccsbus.yaml)")
     parser.add_argument("--role", choices=["EVSE", "PEV", "LISTEN"], help="override the stack role")
     parser.add_argument("--broker", help="broker URL (overrides broker.url; empty = embedded broker)")
@@ -90,11 +103,16 @@ async def serve(spec: ServiceSpec[S], stack: StackConfig, settings: S,
         embedded = EmbeddedBroker(port=broker_cfg.embedded_port)
         await embedded.start()
         broker_cfg = replace(broker_cfg, url=embedded.url)
-    bus = Bus(spec.name, broker_cfg, stack.role.value, log=log)
+    bus = Bus(spec.name, broker_cfg, stack.role.value, log=log, announce=False)
     ctx = ServiceContext(spec.name, stack, settings, bus, log, stopping)
     await bus.start()
     log.info("service started", role=stack.role.value, base=broker_cfg.base_topic)
     task: asyncio.Task[None] = asyncio.ensure_future(spec.run(ctx))
+    # let run() reach its first await: services subscribe before that, and `online` promises that
+    # whoever sees it may send a command at once (the SUBSCRIBE packets go out before this PUBLISH)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    bus.announce_online()
     stop_wait = asyncio.create_task(stopping.wait())
     try:
         done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
