@@ -166,6 +166,9 @@ class SafetyMachine:
         self._feedback_mismatch_since: float | None = None
         self._last_isolation = Isolation.UNKNOWN
         self.meas = Measurements()
+        # EVSE: the car has been in C/D during this closing of the contactors; a return to B then
+        # means "no more energy" (IEC 61851), whatever the V2G messages say or whether v2g lives
+        self._car_was_ready = False
 
     # ------------------------------------------------------------------ inputs (recorded only)
     def request(self, req: Request) -> None:
@@ -230,10 +233,25 @@ class SafetyMachine:
         self._supervise_feedback(now, meas)
         supply = (self.side is Side.EVSE and self.out.contactor is Contactor.CLOSED
                   and self.shutdown in (Shutdown.IDLE, Shutdown.DONE)
-                  and meas.isolation is Isolation.VALID and not self.out.cable_check)
+                  and meas.isolation is Isolation.VALID and not self.out.cable_check
+                  and not self._car_left_state_c(now, meas))
         if supply != self.out.supply_enabled:
             self.out = replace(self.out, supply_enabled=supply)
         return self.out
+
+    def _car_left_state_c(self, now: float, meas: Measurements) -> bool:
+        if self.side is not Side.EVSE or not self.out.contactors_closed:
+            self._car_was_ready = False
+            return False
+        if meas.cp_state in ("C", "D"):
+            self._car_was_ready = True
+            return False
+        if self._car_was_ready and meas.cp_state == "B":
+            if self.out.supply_enabled:
+                self._emit(now, "autonomous", "car switched CP from C to B: supply current to zero",
+                           step="supply_off")
+            return True
+        return False
 
     def drain_events(self) -> list[SafetyEvent]:
         events, self.events = self.events, []

@@ -329,3 +329,30 @@ def test_evse_cable_check_gives_up_when_the_lock_never_reports_locked() -> None:
     assert "did not report locked" in m.drain_events()[-1].reason
     m.step(0.7, Measurements(cp_state="C", lock_feedback=True))
     assert m.out.contactor is Contactor.OPEN  # a late lock does not start the check by itself
+
+
+def test_evse_cuts_the_supply_when_the_car_returns_to_b() -> None:
+    """IEC 61851: C -> B while charging means the car wants no more energy, whatever v2g says."""
+    m = SafetyMachine(Side.EVSE, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    m.step(0.0, Measurements(isolation=Isolation.VALID, cp_state="C"))
+    assert m.step(0.1, Measurements(isolation=Isolation.VALID, cp_state="C", current=100.0)).supply_enabled
+    m.drain_events()
+    out = m.step(0.2, Measurements(isolation=Isolation.VALID, cp_state="B", current=100.0))
+    assert not out.supply_enabled and out.contactor is Contactor.CLOSED  # current first, contactors later
+    assert kinds(m) == [("autonomous", "supply_off")]
+    assert not m.step(0.3, Measurements(isolation=Isolation.VALID, cp_state="B", current=5.0)).supply_enabled
+    assert kinds(m) == []  # said once
+    m.request_contactors(False)
+    out = m.step(0.4, Measurements(isolation=Isolation.VALID, cp_state="B", current=0.0))
+    assert out.contactor is not Contactor.CLOSED
+
+
+def test_evse_precharge_in_state_b_keeps_the_supply() -> None:
+    """A car that switches to C only at PowerDelivery precharges in B: that is no stop."""
+    m = SafetyMachine(Side.EVSE, CFG)
+    m.request_lock(True)
+    m.request_contactors(True)
+    m.step(0.0, Measurements(isolation=Isolation.VALID, cp_state="B"))
+    assert m.step(0.1, Measurements(isolation=Isolation.VALID, cp_state="B", current=1.0)).supply_enabled
