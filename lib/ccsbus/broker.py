@@ -5,11 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from .log import get_logger
 
 log = get_logger("broker")
+
+
+class _SnapshotDict(dict[Any, Any]):
+    """A dict whose iteration works on a copy.
+
+    amqtt walks its subscription table with awaits inside the loop; a client subscribing meanwhile
+    changed the table under the walk ("dictionary changed size during iteration") and amqtt dropped
+    the connecting client. With a whole stack connecting at once that happened at every start.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(super().keys()))
+
+    def keys(self) -> Any:
+        return list(super().keys())
+
+    def values(self) -> Any:
+        return list(super().values())
+
+    def items(self) -> Any:
+        return list(super().items())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,6 +66,8 @@ class EmbeddedBroker:
             },
         }
         self._broker = Broker(config)
+        if isinstance(getattr(self._broker, "_subscriptions", None), dict):
+            self._broker._subscriptions = _SnapshotDict(self._broker._subscriptions)
         await self._broker.start()
         log.info("embedded broker listening", url=self.url)
 
