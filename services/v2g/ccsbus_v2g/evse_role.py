@@ -39,6 +39,10 @@ _INPUT_TOPICS = {
 }
 
 
+# v2g/session is retained state for dashboards: during CurrentDemand once a second is plenty
+SESSION_REFRESH = 1.0
+
+
 @dataclass
 class LinkState:
     up: bool = False
@@ -53,6 +57,7 @@ class EvseRole:
         self.settings = settings
         self.log = log or get_logger("v2g")
         self.codec = codec or make_codec(settings.codec, bus, settings.codec_timeout)
+        self._session_published = 0.0
         self.inputs = EvseInputs(
             max_voltage=settings.max_voltage, max_current=settings.max_current,
             max_power=settings.max_power, min_voltage=settings.min_voltage,
@@ -171,8 +176,16 @@ class EvseRole:
         except PublishRefused as exc:
             self.log.warning("publish refused", topic=path, reason=str(exc))
 
+    def _refresh_session(self) -> None:
+        now = time.monotonic()
+        if now - self._session_published >= SESSION_REFRESH:
+            self.publish_session()
+
     def publish_session(self) -> None:
+        self._session_published = time.monotonic()
         session = self.machine.session if self.machine else None
+        if session is not None and session.session_id and session.started is None:
+            session.started = time.time()
         self.publish("v2g/session", {
             "role": "EVSE",
             "protocol": self.protocol,
@@ -182,6 +195,19 @@ class EvseRole:
             "evseid": (self.config.evse_id_din if self.protocol == "din"
                        else self.config.evse_id_iso2),
             "soc": session.soc if session else None,
+            "full_soc": session.full_soc if session else None,
+            "bulk_soc": session.bulk_soc if session else None,
+            "energy_capacity": session.battery_capacity if session else None,
+            "energy_request": session.energy_request if session else None,
+            "ev_max_voltage": session.ev_max_voltage if session else None,
+            "ev_max_current": session.ev_max_current if session else None,
+            "target_voltage": session.target_voltage if session else None,
+            "target_current": session.target_current if session else None,
+            "evse_max_voltage": self.inputs.max_voltage,
+            "evse_max_current": self.inputs.max_current,
+            "present_voltage": self.inputs.present_voltage,
+            "present_current": self.inputs.present_current,
+            "started": session.started if session else None,
             "time": time.time(),
             "last_error": self.last_error,
         })
@@ -420,6 +446,8 @@ class EvseRole:
             self.publish(path, value)
         if self.settings.standalone:
             self._follow_targets(step)
+        if step.state.value == self.fsm_state:
+            self._refresh_session()  # same state (CurrentDemand loop): values still move
         self.set_state(step.state.value)
         if step.state is SeccState.SESSION_STOPPED and self.machine.session.paused_session_id:
             self.paused_session_id = self.machine.session.paused_session_id

@@ -107,6 +107,8 @@ class PevSession:
         self.machine: EvccMachine | None = None
         self.fsm_state = ""
         self.result: Finished | None = None
+        self.charger: dict[str, float] = {}  # the charger's limits and present values, last heard
+        self.started: float | None = None
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ publishing
@@ -121,11 +123,21 @@ class PevSession:
             self.fsm_state = name
             self._publish("fsm_state", name)
         m = self.machine
+        ev = self.state.inputs
+        if self.started is None and m is not None and m.session_id:
+            self.started = time.time()
         self._publish("v2g/session", {
             "role": "PEV", "protocol": self.protocol, "state": name,
             "session_id": m.session_id if m else None,
             "evccid": m.evccid if m else None, "evseid": m.evseid if m else None,
-            "soc": self.state.inputs.soc, "time": time.time(), "last_error": error})
+            "soc": ev.soc, "energy_capacity": ev.battery_capacity,
+            "battery_voltage": ev.battery_voltage, "inlet_voltage": ev.inlet_voltage,
+            "target_voltage": ev.target_voltage, "target_current": ev.target_current,
+            "evse_max_voltage": self.charger.get("charger_max_voltage"),
+            "evse_max_current": self.charger.get("charger_max_current"),
+            "present_voltage": self.charger.get("charger_voltage"),
+            "present_current": self.charger.get("charger_current"),
+            "started": self.started, "time": time.time(), "last_error": error})
 
     def _publish_message(self, direction: str, schema: str, tree: dict[str, Any],
                          latency: float | None = None) -> None:
@@ -197,6 +209,7 @@ class PevSession:
                 case AwaitContactors(value=value, timeout=timeout):
                     await self._wait_hw(value, timeout)
                 case PublishCharger(values=values):
+                    self.charger.update(values)
                     for topic, number in values.items():
                         self._publish(topic, number)
                 case Finished() as done:

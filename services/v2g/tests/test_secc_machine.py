@@ -33,6 +33,7 @@ def dc_charge_parameter() -> dict[str, Any]:
         "EVMaximumCurrentLimit": pv(-1, "A", 3750),
         "EVMaximumVoltageLimit": pv(0, "V", 470),
         "EVEnergyCapacity": pv(1, "Wh", 7850),
+        "EVEnergyRequest": pv(1, "Wh", 1780),
         "FullSOC": 100,
         "BulkSOC": 80,
     }
@@ -130,6 +131,8 @@ def test_full_dc_session(protocol: str) -> None:
     assert published["evccid"] == "48C58DB1E43E"
     assert published["target_voltage"] == 380.0 and published["target_current"] == 0.0
     assert published["soc"] == 61.0 and published["battery_capacity"] == 78500.0
+    # the session keeps the energies for v2g/session (SoC forwarders want them in Wh)
+    assert (m.session.energy_request, m.session.full_soc, m.session.bulk_soc) == (17800.0, 100.0, 80.0)
 
 
 @pytest.mark.parametrize("protocol", ["din", "iso2"])

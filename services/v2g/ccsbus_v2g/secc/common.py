@@ -225,6 +225,10 @@ def charge_parameters(ctx: Ctx, dc: dict[str, Any]) -> dict[str, Any]:
     if capacity is not None:
         ctx.session.battery_capacity = capacity
         publish["battery_capacity"] = capacity
+    ctx.session.energy_request = read_pv(dc, "EVEnergyRequest")
+    for key, attr in (("FullSOC", "full_soc"), ("BulkSOC", "bulk_soc")):
+        if isinstance(dc.get(key), int | float):
+            setattr(ctx.session, attr, float(dc[key]))
     ctx.session.ev_max_voltage = read_pv(dc, "EVMaximumVoltageLimit")
     ctx.session.ev_max_current = read_pv(dc, "EVMaximumCurrentLimit")
     return publish

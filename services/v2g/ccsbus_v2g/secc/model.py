@@ -85,7 +85,11 @@ class SessionData:
     target_current: float | None = None
     ev_max_voltage: float | None = None
     ev_max_current: float | None = None
-    battery_capacity: float | None = None
+    battery_capacity: float | None = None  # Wh (EVEnergyCapacity)
+    energy_request: float | None = None  # Wh still wanted (EVEnergyRequest)
+    full_soc: float | None = None  # %
+    bulk_soc: float | None = None  # %
+    started: float | None = None  # wall time of SessionSetup
     ongoing_since: float | None = None
     cable_check_requested: bool = False
     paused_session_id: str | None = None
