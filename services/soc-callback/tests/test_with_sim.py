@@ -37,3 +37,6 @@ def test_soc_of_a_simulated_session_reaches_smartevse(mosquitto: Any, fake_facto
     assert wallbox.max_in_flight == 1
     assert all(r.method == "POST" and r.path == "/ev_state" for r in wallbox.requests)
     assert wallbox.state.energy_capacity > 0  # the car's EVEnergyCapacity, in Wh
+    # EVEnergyRequest and FullSOC travel in v2g/session: the wallbox hears them too
+    assert wallbox.state.energy_request > 0
+    assert any(r.params.get("full_soc") not in (None, "-1") for r in wallbox.requests)
