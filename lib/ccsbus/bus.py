@@ -218,9 +218,11 @@ class Bus:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
-        if self._direct:
+        direct, queued = self._matching(msg.topic)
+        if direct:
             self._dispatch(msg.topic, payload, True)
-        self._from_thread(self._dispatch, msg.topic, payload, False)
+        if queued:  # a hop into asyncio costs a thread switch: only when someone there listens
+            self._from_thread(self._dispatch, msg.topic, payload, False)
 
     def _from_thread(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -243,9 +245,16 @@ class Bus:
         for callback in list(self.connection_changes):
             callback(up)
 
-    @property
-    def _direct(self) -> bool:
-        return any(sub.in_network_thread for sub in self._subs)
+    def _matching(self, full: str) -> tuple[bool, bool]:
+        """Whether a subscription in the MQTT thread / in asyncio wants this topic."""
+        direct = queued = False
+        for sub in self._subs:
+            if mqtt.topic_matches_sub(sub.mqtt_filter, full):
+                if sub.in_network_thread:
+                    direct = True
+                else:
+                    queued = True
+        return direct, queued
 
     def _dispatch(self, full: str, payload: bytes, in_network_thread: bool) -> None:
         for sub in self._subs:

@@ -177,12 +177,16 @@ def _is_placeholder(part: str) -> bool:
     return part.startswith("{") and part.endswith("}")
 
 
+_INDEX_LIMIT = 4096  # concrete paths remembered per contract (clients come and go)
+
+
 @dataclass(frozen=True, eq=False)
 class Contract:
     base: str
     services: dict[str, str]
     topics: tuple[Topic, ...]
     _index: dict[str, Topic] = field(init=False, repr=False)
+    _patterns: tuple[tuple[Topic, re.Pattern[str]], ...] = field(init=False, repr=False)
 
     def with_base(self, base: str) -> Contract:
         return Contract(base=base, services=self.services, topics=self.topics)
@@ -200,8 +204,12 @@ class Contract:
         exact = self._by_path().get(path)
         if exact is not None:
             return exact
-        for topic in self.topics:
-            if topic.pattern().match(path):
+        # concrete paths under a placeholder (exi/reply/<client>, <service>/status) recur on every
+        # message of a request/reply exchange: remember them instead of matching all patterns again
+        for topic, compiled in self._patterns:
+            if compiled.match(path):
+                if len(self._index) < _INDEX_LIMIT:
+                    self._index[path] = topic
                 return topic
         raise KeyError(path)
 
@@ -233,6 +241,8 @@ class Contract:
     def __post_init__(self) -> None:
         index = {t.path: t for t in self.topics if "{" not in t.path}
         object.__setattr__(self, "_index", index)
+        patterns = tuple((t, t.pattern()) for t in self.topics if "{" in t.path)
+        object.__setattr__(self, "_patterns", patterns)
 
 
 def _payload_from(spec: dict[str, Any], where: str) -> Payload:

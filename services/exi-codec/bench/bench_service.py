@@ -60,7 +60,7 @@ def main() -> int:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "m.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
         broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         env = {**os.environ, "CCSBUS__BROKER__URL": f"mqtt://127.0.0.1:{port}"}
@@ -91,6 +91,8 @@ def run(port: int, count: int) -> int:
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     client.on_message = on_message
+    # like the services' own connections: no Nagle delay on small request messages
+    client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.connect("127.0.0.1", port)
     client.subscribe([("pyPlc/exi/reply/bench", 0), ("pyPlc/exi/status", 1)])
     client.loop_start()
