@@ -218,11 +218,13 @@ class Bus:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
-        direct, queued = self._matching(msg.topic)
+        matched = [sub for sub in self._subs if mqtt.topic_matches_sub(sub.mqtt_filter, msg.topic)]
+        direct = [sub for sub in matched if sub.in_network_thread]
+        queued = [sub for sub in matched if not sub.in_network_thread]
         if direct:
-            self._dispatch(msg.topic, payload, True)
+            self._dispatch(msg.topic, payload, direct)
         if queued:  # a hop into asyncio costs a thread switch: only when someone there listens
-            self._from_thread(self._dispatch, msg.topic, payload, False)
+            self._from_thread(self._dispatch, msg.topic, payload, queued)
 
     def _from_thread(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -245,21 +247,9 @@ class Bus:
         for callback in list(self.connection_changes):
             callback(up)
 
-    def _matching(self, full: str) -> tuple[bool, bool]:
-        """Whether a subscription in the MQTT thread / in asyncio wants this topic."""
-        direct = queued = False
-        for sub in self._subs:
-            if mqtt.topic_matches_sub(sub.mqtt_filter, full):
-                if sub.in_network_thread:
-                    direct = True
-                else:
-                    queued = True
-        return direct, queued
-
-    def _dispatch(self, full: str, payload: bytes, in_network_thread: bool) -> None:
-        for sub in self._subs:
-            if sub.in_network_thread != in_network_thread or not mqtt.topic_matches_sub(sub.mqtt_filter, full):
-                continue
+    def _dispatch(self, full: str, payload: bytes, subs: list[_Subscription]) -> None:
+        """Hand one message to the subscriptions that matched it (in the thread they asked for)."""
+        for sub in subs:
             path = self.contract.relative(full)
             if sub.raw:
                 self._run(sub.handler, path, payload)
