@@ -173,6 +173,8 @@ class VirtualCar:
     battery: PevPlant
     cp_state: str = "A"
     precharge_delta: float = 20.0
+    follows_session: bool = True
+    _charged: bool = field(default=False, repr=False)
 
     def view(self) -> PeerView:
         return PeerView(contactors_closed=self.battery.contactors_closed,
@@ -180,6 +182,8 @@ class VirtualCar:
                         present=self.cp_state != "A")
 
     def step(self, dt: float, evse: EvsePlant) -> None:
+        if self.follows_session:
+            self._follow_session(evse)
         evse_view = PeerView(contactors_closed=evse.contactors_closed, voltage=evse.supply_voltage,
                              current=evse.current)
         want = self.cp_state == "C" and evse.contactors_closed and (
@@ -188,6 +192,20 @@ class VirtualCar:
         if self.battery.contactors_closed and evse.current >= 1.0:
             want = True  # a real car never opens under load either
         self.battery.step(dt, closed_cmd=want, peer=evse_view)
+        self._charged = self._charged or self.battery.contactors_closed
+
+    def _follow_session(self, evse: EvsePlant) -> None:
+        """Play the CP part of a DC car whose V2G side is a real peer the charger talks to.
+
+        The charger's isolation check is the first thing a car on a DC session sees in state C, and
+        the charger opening its contactors after a charge is the last; a stand-in car that stayed
+        in B would have the charger (rightly) refuse to power up.
+        """
+        if self.cp_state == "B" and evse.isolation is Isolation.ONGOING:
+            self.cp_state = "C"
+        elif (self.cp_state == "C" and self._charged and not evse.contactors_closed
+              and not self.battery.contactors_closed):
+            self.cp_state, self._charged = "B", False
 
 
 @dataclass

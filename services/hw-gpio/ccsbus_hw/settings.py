@@ -68,6 +68,10 @@ class SimSettings:
     cable_check_voltage: float = setting(500.0, min=0.0, max=1500.0,
                                          help="EVSE: voltage applied during the isolation check (V)")
     plugged: bool = setting(False, help="standalone sim: a car is plugged in at start (CP B)")
+    car_follows_session: bool = setting(
+        True, help="standalone EVSE sim: the built-in car switches to CP state C when the isolation "
+        "check starts (as DC cars do before CableCheck) and back to B once the charger has opened its "
+        "contactors after charging; false: only the plug command changes its CP state")
 
 
 @dataclass(frozen=True)

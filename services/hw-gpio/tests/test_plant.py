@@ -135,6 +135,37 @@ def test_virtual_car_closes_only_after_precharge_in_state_c() -> None:
     assert car.battery.contactors_closed
 
 
+@pytest.mark.parametrize("follows", [True, False])
+def test_virtual_car_follows_a_dc_session_on_cp(follows: bool) -> None:
+    """B → C when the isolation check starts, C → B once the charger opened after charging."""
+    evse = EvsePlant(CFG)
+    car = VirtualCar(PevPlant(CFG), cp_state="B", follows_session=follows)
+
+    def tick(seconds: float, **kw: Any) -> None:
+        for _ in range(round(seconds / 0.01)):
+            evse.step(0.01, peer=car.view(), **kw)
+            car.step(0.01, evse)
+
+    tick(0.2, closed_cmd=False, cable_check=False, supply_enabled=False, target_voltage=0.0,
+         target_current=0.0)
+    assert car.cp_state == "B"  # plugged, nothing asked of it yet
+    tick(0.1, closed_cmd=True, cable_check=True, supply_enabled=False, target_voltage=0.0,
+         target_current=0.0)
+    assert car.cp_state == ("C" if follows else "B")
+    battery_v = car.battery.battery_voltage
+    tick(5.0, closed_cmd=True, cable_check=False, supply_enabled=True, target_voltage=battery_v,
+         target_current=20.0)
+    assert car.battery.contactors_closed is follows
+    assert (evse.current > 1.0) is follows
+    tick(1.0, closed_cmd=True, cable_check=False, supply_enabled=False, target_voltage=0.0,
+         target_current=0.0)
+    assert car.cp_state == ("C" if follows else "B")  # not while the charger's contactors are closed
+    tick(0.1, closed_cmd=False, cable_check=False, supply_enabled=False, target_voltage=0.0,
+         target_current=0.0)
+    assert car.cp_state == "B"
+    assert not car.battery.contactors_closed
+
+
 def test_virtual_charger_precharges_and_delivers_in_state_c() -> None:
     charger = VirtualCharger(EvsePlant(CFG), plugged=True)
     car = PevPlant(CFG)

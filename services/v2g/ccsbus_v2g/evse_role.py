@@ -58,6 +58,8 @@ class EvseRole:
         self.log = log or get_logger("v2g")
         self.codec = codec or make_codec(settings.codec, bus, settings.codec_timeout)
         self._session_published = 0.0
+        self.cp_state: str | None = None  # the car's CP state as hw measures it; None: not measured
+        self.cp_changed = asyncio.Event()
         self.inputs = EvseInputs(
             max_voltage=settings.max_voltage, max_current=settings.max_current,
             max_power=settings.max_power, min_voltage=settings.min_voltage,
@@ -101,6 +103,11 @@ class EvseRole:
         self.bus.subscribe("hw/state", self._on_hw_state)
         self.bus.subscribe("v2g/cmd", self._on_cmd)
         self.bus.subscribe("slac/link", self._on_link)
+        self.bus.subscribe("cp/state", self._on_cp_state)
+
+    def _on_cp_state(self, path: str, value: Any) -> None:
+        self.cp_state = value.get("state") if isinstance(value, dict) else None
+        self.cp_changed.set()
 
     def _on_number(self, path: str, value: Any) -> None:
         if isinstance(value, int | float):
@@ -417,13 +424,17 @@ class EvseRole:
         except ValueError as exc:
             self.error(f"unreadable request: {exc}")
             return False
+        if step.wait_contactors == "closed" and not self.settings.standalone:
+            await self._await_cp_ready(step)
+            if step.close:  # no car in C/D: the contactors are not to be closed at all
+                step.hw = [c for c in step.hw if not (c.cmd == "contactor" and c.value == "close")]
         for command in step.hw:
             if command.cmd == "cable_check" and not self.settings.standalone:
                 # a verdict heard before the request is stale: wait for hw to report this check
                 self.inputs.isolation = Isolation.UNKNOWN
             self.publish("hw/cmd", {"cmd": command.cmd} if command.value is None
                          else {"cmd": command.cmd, "value": command.value})
-        if step.wait_contactors and not self.settings.standalone:
+        if step.wait_contactors and not self.settings.standalone and not step.close:
             await self._await_contactors(step)
         action = self.injector.apply(step)
         if action is not FaultAction.NONE:
@@ -484,6 +495,30 @@ class EvseRole:
         if step.close:
             await conn.drain()
         return step.response
+
+    async def _await_cp_ready(self, step: Step) -> None:
+        """CPState_Detection_Timeout: energy only for a car that says so with CP state C or D.
+
+        A stack without CP measurement (no cp/state heard) is not held up: hw's safety machine
+        is the one that guards the contactors there.
+        """
+        timeout = self.settings.timers.CPState_Detection_Timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.cp_state is not None and self.cp_state not in ("C", "D"):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            self.cp_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.cp_changed.wait(), remaining)
+        if self.cp_state is None or self.cp_state in ("C", "D"):
+            return
+        reason = f"CPState_Detection_Timeout: CP state {self.cp_state}, not C/D, {timeout} s after PowerDeliveryReq"
+        if step.response is not None:
+            _body(step.response, step.response_name)["ResponseCode"] = "FAILED"
+        step.close, step.error, step.state = True, reason, SeccState.SESSION_STOPPED
+        assert self.machine is not None
+        self.machine.state = SeccState.SESSION_STOPPED
 
     async def _await_contactors(self, step: Step) -> None:
         want = step.wait_contactors

@@ -30,6 +30,9 @@ class SeccTimers:
     stop_timeout: float = setting(
         10.0, min=0.1, max=600, help="after a user stop (enabled 0, v2g/cmd stop), how long the car may "
         "keep the session before the SECC cuts it and asks hw for a safe shutdown")
+    CPState_Detection_Timeout: float = setting(
+        1.5, min=0.0, max=30, help="at PowerDelivery start, longest wait for the car's CP state C/D "
+        "(cp/state from hw) before the SECC refuses to close the contactors")
     contactor_timeout: float = setting(
         4.0, min=0.0, max=30, help="longest wait for hw/state to confirm the contactors before "
         "PowerDeliveryRes (whose performance time is 4.5 s)")

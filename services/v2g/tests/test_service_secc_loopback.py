@@ -437,3 +437,36 @@ def test_sdp_server_ignores_garbage() -> None:
         assert server.requests == 0
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(("cp", "fails"), [("B", True), ("C", False)])
+def test_power_delivery_needs_the_car_in_state_c(mosquitto: Mosquitto, probe_factory: Any, cp: str,
+                                                 fails: bool) -> None:
+    """CPState_Detection_Timeout: no contactor close for a car whose CP still says B."""
+    import time
+
+    probe = probe_factory(mosquitto.port)
+    probe.subscribe(f"{BASE}/hw/cmd")
+    hw = FakeHw(mosquitto.port)
+    hw.client.publish(f"{BASE}/cp/state", json.dumps({"state": cp, "duty": 5, "time": time.time()}),
+                      qos=1, retain=True)
+    cfg = settings(standalone=False, timers=SeccTimers(CPState_Detection_Timeout=0.3))
+
+    async def body(role: EvseRole) -> None:
+        assert role.server is not None
+        await asyncio.sleep(0.3)
+        if fails:
+            with pytest.raises(driver.DriverError, match="PowerDeliveryRes FAILED"):
+                await driver.run_session("::1", role.server.port, "din", cycles=3)
+            assert role.last_error is not None and "CPState_Detection_Timeout" in role.last_error
+        else:
+            result = await driver.run_session("::1", role.server.port, "din", cycles=3)
+            assert result.names[-1] == "SessionStopRes"
+
+    try:
+        asyncio.run(with_secc(mosquitto, cfg, body))
+    finally:
+        hw.client.publish(f"{BASE}/cp/state", b"", qos=1, retain=True)
+        hw.close()
+    commands = messages(probe, f"{BASE}/hw/cmd")
+    assert ({"cmd": "contactor", "value": "close"} in commands) is not fails

@@ -37,7 +37,8 @@ class SimBackend(HwBackend):
         self.evse = EvsePlant(cfg, faults=self.faults)
         self.pev = PevPlant(cfg, faults=self.faults)
         self.car = VirtualCar(PevPlant(cfg), cp_state="B" if cfg.plugged else "A",
-                              precharge_delta=precharge_delta)
+                              precharge_delta=precharge_delta,
+                              follows_session=cfg.car_follows_session)
         self.charger = VirtualCharger(EvsePlant(cfg), plugged=cfg.plugged)
         self._peer_view = (PeerView(cp_state="A", present=False) if peer is not None
                            else self.car.view() if side is Side.EVSE else self.charger.view())
