@@ -153,6 +153,10 @@ def steps(rec: Recorder, since: float) -> list[Msg]:
 
 
 def check_shutdown(rec: Recorder, role: str, since: float, cause: str) -> None:
+    # hw publishes a tick's safety events before that tick's hw/state: the state showing the lock
+    # released may arrive just after the "done" event the caller waited for
+    rec.wait(lambda: any(m.value["lock"] in ("unlocking", "unlocked") for m in rec.get("hw/state", since)),
+             2.0, "hw/state to show the lock released")
     events = steps(rec, since)
     names = [m.value.get("step") for m in events]
     first = "cp_b" if role == "PEV" else "supply_off"
