@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -503,37 +504,36 @@ class EvseRole:
         is the one that guards the contactors there.
         """
         timeout = self.settings.timers.CPState_Detection_Timeout
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.cp_state is not None and self.cp_state not in ("C", "D"):
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            self.cp_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.cp_changed.wait(), remaining)
-        if self.cp_state is None or self.cp_state in ("C", "D"):
+        if await self._wait_until(lambda: self.cp_state is None or self.cp_state in ("C", "D"),
+                                  self.cp_changed, timeout):
             return
-        reason = f"CPState_Detection_Timeout: CP state {self.cp_state}, not C/D, {timeout} s after PowerDeliveryReq"
-        if step.response is not None:
-            _body(step.response, step.response_name)["ResponseCode"] = "FAILED"
-        step.close, step.error, step.state = True, reason, SeccState.SESSION_STOPPED
-        assert self.machine is not None
-        self.machine.state = SeccState.SESSION_STOPPED
+        self._fail_step(step, "FAILED", f"CPState_Detection_Timeout: CP state {self.cp_state}, "
+                        f"not C/D, {timeout} s after PowerDeliveryReq")
 
     async def _await_contactors(self, step: Step) -> None:
         want = step.wait_contactors
-        deadline = asyncio.get_running_loop().time() + self.settings.timers.contactor_timeout
-        while self.inputs.contactors != want:
+        timeout = self.settings.timers.contactor_timeout
+        if await self._wait_until(lambda: self.inputs.contactors == want, self.contactors_changed,
+                                  timeout):
+            return
+        self._fail_step(step, "FAILED_ContactorError" if self.protocol == "iso2" else "FAILED",
+                        f"contactors not {want} within {timeout} s")
+
+    @staticmethod
+    async def _wait_until(ready: Callable[[], bool], changed: asyncio.Event, timeout: float) -> bool:
+        """Whether `ready()` holds within `timeout`, checked each time a handler sets `changed`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not ready():
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                break
-            self.contactors_changed.clear()
+                return False
+            changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.contactors_changed.wait(), remaining)
-        if self.inputs.contactors == want:
-            return
-        code = "FAILED_ContactorError" if self.protocol == "iso2" else "FAILED"
-        reason = f"contactors not {want} within {self.settings.timers.contactor_timeout} s"
+                await asyncio.wait_for(changed.wait(), remaining)
+        return True
+
+    def _fail_step(self, step: Step, code: str, reason: str) -> None:
+        """Answer `code` instead and end the session (a condition outside the message failed)."""
         if step.response is not None:
             _body(step.response, step.response_name)["ResponseCode"] = code
         step.close, step.error, step.state = True, reason, SeccState.SESSION_STOPPED

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -360,8 +361,6 @@ class FakeHw:
         self.client.loop_start()
 
     def _state(self, **fields: Any) -> None:
-        import time
-
         self.client.publish(f"{BASE}/hw/state", json.dumps({**fields, "time": time.time()}), qos=1)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -443,8 +442,6 @@ def test_sdp_server_ignores_garbage() -> None:
 def test_power_delivery_needs_the_car_in_state_c(mosquitto: Mosquitto, probe_factory: Any, cp: str,
                                                  fails: bool) -> None:
     """CPState_Detection_Timeout: no contactor close for a car whose CP still says B."""
-    import time
-
     probe = probe_factory(mosquitto.port)
     probe.subscribe(f"{BASE}/hw/cmd")
     hw = FakeHw(mosquitto.port)
